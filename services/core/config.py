@@ -1,0 +1,78 @@
+"""Runtime configuration, read from environment variables (optionally a ``.env`` file).
+
+Defaults describe the embedded single-machine setup that ``anchang up`` starts; production sets
+``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL`` and ``SCHEMA_REGISTRY_URL`` (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("var"), alias="ANCHANG_DATA_DIR", description="Where local state lives.")
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_security_protocol: str = Field("PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL")
+    kafka_sasl_mechanism: str | None = Field(None, alias="KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: str | None = Field(None, alias="KAFKA_SASL_PASSWORD")
+    kafka_ssl_ca_location: str | None = Field(None, alias="KAFKA_SSL_CA_LOCATION")
+    # Group timing: tansu joins a group in about half the session timeout, so keep it short locally.
+    kafka_session_timeout_ms: int = Field(6000, alias="KAFKA_SESSION_TIMEOUT_MS")
+    kafka_heartbeat_interval_ms: int = Field(1000, alias="KAFKA_HEARTBEAT_INTERVAL_MS")
+    topic_replication_factor: int = Field(1, alias="ANCHANG_TOPIC_REPLICATION_FACTOR")
+
+    schema_registry_url: str = Field("http://127.0.0.1:8081", alias="SCHEMA_REGISTRY_URL")
+    schema_registry_basic_auth: str | None = Field(
+        None, alias="SCHEMA_REGISTRY_BASIC_AUTH", description="user:password, if the registry needs it."
+    )
+
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+
+    api_host: str = Field("127.0.0.1", alias="ANCHANG_API_HOST")
+    api_port: int = Field(8000, alias="ANCHANG_API_PORT")
+    registry_host: str = Field("127.0.0.1", alias="ANCHANG_REGISTRY_HOST")
+    registry_port: int = Field(8081, alias="ANCHANG_REGISTRY_PORT")
+    projector_metrics_port: int = Field(9101, alias="ANCHANG_PROJECTOR_METRICS_PORT")
+    supervisor_metrics_port: int = Field(9100, alias="ANCHANG_SUPERVISOR_METRICS_PORT")
+
+    broker_port: int = Field(9092, alias="ANCHANG_BROKER_PORT")
+    seaweed_s3_port: int = Field(8333, alias="ANCHANG_SEAWEED_S3_PORT")
+
+    projector_group: str = Field("anchang-projections", alias="ANCHANG_PROJECTOR_GROUP")
+    projector_batch_size: int = Field(5000, alias="ANCHANG_PROJECTOR_BATCH_SIZE")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """``DATABASE_URL``, or a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'projections.db').resolve()}"
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by producers, consumers and the admin client."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        optional = {
+            "sasl.mechanism": self.kafka_sasl_mechanism,
+            "sasl.username": self.kafka_sasl_username,
+            "sasl.password": self.kafka_sasl_password,
+            "ssl.ca.location": self.kafka_ssl_ca_location,
+        }
+        config.update({key: value for key, value in optional.items() if value})
+        return config
+
+    def schema_registry_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"url": self.schema_registry_url}
+        if self.schema_registry_basic_auth:
+            config["basic.auth.user.info"] = self.schema_registry_basic_auth
+        return config
