@@ -91,6 +91,8 @@ class Stack:
         for name, value in self.child_env().items():
             os.environ[name] = value
         settings = Settings()  # re-read with the embedded endpoints
+        migrate(settings.resolved_database_url)  # once, before any child could race another to it
+        key = demo_key(settings)
         running: list[ManagedProcess] = []
         exit_code = 0
         try:
@@ -105,7 +107,7 @@ class Stack:
                     created = ensure_topics(settings.kafka_client_config(), load_catalogue(),
                                             settings.topic_replication_factor)  # fmt: skip
                     log.info("topics created: %s", ", ".join(created) or "none (all exist)")
-            on_ready(self._banner(settings))
+            on_ready(self._banner(settings, key))
             while not stop.wait(1.0):
                 dead = [process for process in running if process.exited()]
                 if dead:
@@ -121,8 +123,7 @@ class Stack:
                 COMPONENT_UP.labels(process.name).set(0)
         return exit_code
 
-    def _banner(self, settings: Settings) -> str:
-        key = demo_key(settings)
+    def _banner(self, settings: Settings, key: str) -> str:
         api = f"http://{settings.api_host}:{settings.api_port}"
         return "\n".join([
             "Anchang is running. Ctrl-C stops everything.",
@@ -141,9 +142,7 @@ class Stack:
 def demo_key(settings: Settings) -> str:
     """The demo office's key, created on first start and kept in the data directory."""
     path = settings.data_dir / f"{DEMO_OFFICE}.key"
-    url = settings.resolved_database_url
-    migrate(url)
-    engine = make_engine(url)
+    engine = make_engine(settings.resolved_database_url)
     try:
         with engine.connect() as connection:
             active = connection.execute(

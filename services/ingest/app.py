@@ -91,6 +91,27 @@ class Ingestion:
         self.producer.close()
 
 
+def get_ingestion(request: Request) -> Ingestion:
+    return request.app.state.ingestion  # type: ignore[no-any-return]
+
+
+Service = Annotated[Ingestion, Depends(get_ingestion)]
+
+
+def get_office(request: Request, service: Service) -> str:
+    """The office the request's API key belongs to (X-API-Key header, or Authorization: Bearer)."""
+    key = request.headers.get("x-api-key") or _bearer(request.headers.get("authorization"))
+    if not key:
+        raise HTTPException(401, "missing API key: send it in the X-API-Key header")
+    office_id = service.keys.office_for(key)
+    if office_id is None:
+        raise HTTPException(401, "unknown or revoked API key")
+    return office_id
+
+
+Office = Annotated[str, Depends(get_office)]
+
+
 def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> FastAPI:
     settings = settings or Settings()
 
@@ -110,21 +131,6 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         lifespan=lifespan,
     )
     instrument(app, "api")
-
-    def ingestion(request: Request) -> Ingestion:
-        return request.app.state.ingestion  # type: ignore[no-any-return]
-
-    def office(request: Request, service: Annotated[Ingestion, Depends(ingestion)]) -> str:
-        key = request.headers.get("x-api-key") or _bearer(request.headers.get("authorization"))
-        if not key:
-            raise HTTPException(401, "missing API key: send it in the X-API-Key header")
-        office_id = service.keys.office_for(key)
-        if office_id is None:
-            raise HTTPException(401, "unknown or revoked API key")
-        return office_id
-
-    Service = Annotated[Ingestion, Depends(ingestion)]
-    Office = Annotated[str, Depends(office)]
 
     def prepare(service: Ingestion, office_id: str, body: Any) -> tuple[OutgoingEvent | None, list[dict[str, Any]]]:
         """Validate one event; an event for another office raises OfficeMismatch."""

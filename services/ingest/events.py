@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from services.core.catalog import Catalogue
-from services.ingest.validation import FieldError, to_avro_datum
+from services.ingest.validation import FieldError, to_event_datum
 
 ENVELOPE_INPUT_FIELDS = {"event_type", "event_id", "office_id", "occurred_at", "actor", "correlation_id",
                          "causation_id", "payload"}  # fmt: skip
@@ -48,33 +48,22 @@ def build_event(
     if claimed_office is not None and claimed_office != office_id:
         raise OfficeMismatch(f"this API key belongs to office {office_id!r}, the event names {claimed_office!r}")
     event_id = body.get("event_id") or str(uuid.uuid4())
-    candidate = {
-        "envelope": {
-            "event_id": event_id,
-            "event_type": event_type,
-            "office_id": office_id,
-            "occurred_at": body.get("occurred_at", recorded_at),
-            "recorded_at": recorded_at,
-            "actor": body.get("actor"),
-            # A flow's first event is its own correlation id.
-            "correlation_id": body.get("correlation_id") or event_id,
-            "causation_id": body.get("causation_id"),
-        },
-        **(body.get("payload") if isinstance(body.get("payload"), dict) else {}),
+    envelope = {
+        "event_id": event_id,
+        "event_type": event_type,
+        "office_id": office_id,
+        "occurred_at": body.get("occurred_at", recorded_at),
+        "recorded_at": recorded_at,
+        "actor": body.get("actor"),
+        # A flow's first event is its own correlation id.
+        "correlation_id": body.get("correlation_id") or event_id,
+        "causation_id": body.get("causation_id"),
     }
-    if not isinstance(body.get("payload"), dict):
-        errors.append(FieldError(("payload",), "must be an object with the event's fields", "record_type"))
-    record, schema_errors = to_avro_datum(schema.json, candidate)
-    errors.extend(_locate(error) for error in schema_errors)
+    record, schema_errors = to_event_datum(schema.json, envelope, body.get("payload"))
+    errors.extend(schema_errors)
     if errors:
         return None, errors
     topic = catalogue.topic_of_type[event_type]
     return OutgoingEvent(event_type, str(record["envelope"]["event_id"]), office_id, topic.name,
                          topic.key_of(record), record), []  # fmt: skip
 
-
-def _locate(error: FieldError) -> FieldError:
-    """Report paths as the client wrote them: envelope fields at the top, the rest under ``payload``."""
-    if error.loc and error.loc[0] == "envelope":
-        return FieldError(error.loc[1:], error.msg, error.type)
-    return FieldError(("payload", *error.loc), error.msg, error.type)

@@ -170,3 +170,19 @@ def to_avro_datum(schema: Any, value: Any, loc: tuple[str | int, ...] = ()) -> t
     converter = _Converter()
     datum = converter.convert(schema, value, loc)
     return datum, converter.errors
+
+
+def to_event_datum(
+    event_schema: dict[str, Any], envelope: dict[str, Any], payload: Any
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """Like ``to_avro_datum`` for an Anchang event, whose first field is the envelope: envelope errors
+    are reported at the top level (as clients write them), payload errors under ``payload``."""
+    converter = _Converter()
+    envelope_field, *payload_fields = event_schema["fields"]
+    datum = {"envelope": converter.convert(envelope_field["type"], envelope, ())}
+    # Walk the envelope first so the named types it defines are known to the payload fields.
+    payload_record = {**event_schema, "fields": payload_fields}
+    converted = converter.convert(payload_record, payload, ("payload",))
+    if isinstance(converted, dict):
+        datum.update(converted)
+    return datum, converter.errors

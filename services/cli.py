@@ -1,0 +1,275 @@
+"""The ``anchang`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from services.core.config import Settings
+
+app = typer.Typer(help="Anchang (案场): event-sourced operations for real-estate sales offices.", no_args_is_help=True)
+broker_app = typer.Typer(help="The embedded Kafka broker (tansu), for local use and tests.", no_args_is_help=True)
+registry_app = typer.Typer(help="The embedded schema registry.", no_args_is_help=True)
+api_app = typer.Typer(help="The ingestion HTTP API.", no_args_is_help=True)
+projections_app = typer.Typer(help="Projection processors (events → SQL read models).", no_args_is_help=True)
+keys_app = typer.Typer(help="Office API keys.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics from the topic catalogue.", no_args_is_help=True)
+db_app = typer.Typer(help="The projection database.", no_args_is_help=True)
+for sub, name in [(broker_app, "broker"), (registry_app, "registry"), (api_app, "api"), (projections_app, "projections"),
+                  (keys_app, "keys"), (topics_app, "topics"), (db_app, "db")]:  # fmt: skip
+    app.add_typer(sub, name=name)
+
+console = Console(stderr=True)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+# ---------------------------------------------------------------- the main job
+
+
+@app.command()
+def up() -> None:
+    """Run everything: tansu on SeaweedFS, schema registry, API, projector. Ctrl-C stops it all."""
+    from services.stack import run_stack
+
+    _logging()
+    raise typer.Exit(run_stack(Settings()))
+
+
+# ---------------------------------------------------------------- broker
+
+
+def _broker_processes(settings: Settings, engine: str) -> list[Any]:
+    from deploy.seaweed import SeaweedConfig, seaweed_process
+    from deploy.tansu import TansuConfig, tansu_process
+
+    run_dir = settings.data_dir / "run"
+    if engine == "memory":
+        return [tansu_process(TansuConfig(settings.broker_port, run_dir))]
+    seaweed = SeaweedConfig(settings.data_dir / "seaweed", run_dir, s3_port=settings.seaweed_s3_port)
+    return [seaweed_process(seaweed), tansu_process(TansuConfig(settings.broker_port, run_dir, seaweed))]
+
+
+EngineOption = Annotated[str, typer.Option(help="memory (nothing survives a stop) or s3 (durable, on SeaweedFS).")]
+
+
+@broker_app.command("start")
+def broker_start(engine: EngineOption = "s3") -> None:
+    """Start the broker in the background (PID files and logs in $ANCHANG_DATA_DIR/run) and create topics."""
+    from deploy.topics import ensure_topics
+    from services.core.catalog import load_catalogue
+
+    settings = Settings()
+    for process in _broker_processes(settings, engine):
+        process.start(detach=True)
+        console.print(f"{process.name} started (PID {process.running_pid()}, log {process.log_file})")
+    config = {"bootstrap.servers": f"127.0.0.1:{settings.broker_port}"}
+    created = ensure_topics(config, load_catalogue(), settings.topic_replication_factor)
+    console.print(f"broker ready at 127.0.0.1:{settings.broker_port}; topics created: {', '.join(created) or 'none'}")
+
+
+@broker_app.command("stop")
+def broker_stop(engine: EngineOption = "s3") -> None:
+    """Stop a broker started with ``broker start``."""
+    for process in reversed(_broker_processes(Settings(), engine)):
+        process.stop()
+        console.print(f"{process.name} stopped")
+
+
+@broker_app.command("status")
+def broker_status(engine: EngineOption = "s3") -> None:
+    """Show whether the broker processes run; exit 1 if any does not."""
+    from deploy.tansu import broker_answers
+
+    settings = Settings()
+    down = 0
+    for process in _broker_processes(settings, engine):
+        pid = process.running_pid()
+        console.print(f"{process.name}: " + (f"running (PID {pid})" if pid else "stopped"))
+        down += pid is None
+    answers = broker_answers(f"127.0.0.1:{settings.broker_port}")
+    console.print(f"Kafka API on 127.0.0.1:{settings.broker_port}: {'answers' if answers else 'no answer'}")
+    raise typer.Exit(1 if down or not answers else 0)
+
+
+# ---------------------------------------------------------------- services
+
+
+@registry_app.command("serve")
+def registry_serve() -> None:
+    """Serve the Confluent-compatible schema registry (schemas kept in $ANCHANG_DATA_DIR/registry.db)."""
+    from services.registry.app import serve
+
+    settings = Settings()
+    serve(settings.registry_host, settings.registry_port, settings.data_dir / "registry.db")
+
+
+@api_app.command("serve")
+def api_serve() -> None:
+    """Serve the ingestion API (OpenAPI at /docs, metrics at /metrics)."""
+    from services.ingest.app import serve
+
+    serve(Settings())
+
+
+@projections_app.command("run")
+def projections_run() -> None:
+    """Run the projection processor until SIGTERM/Ctrl-C (metrics on $ANCHANG_PROJECTOR_METRICS_PORT)."""
+    import signal
+
+    from prometheus_client import start_http_server
+
+    from projections.service import run
+
+    _logging()
+    settings = Settings()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    start_http_server(settings.projector_metrics_port, addr="127.0.0.1")
+    run(settings, stop)
+
+
+@projections_app.command("rebuild")
+def projections_rebuild() -> None:
+    """Empty the projection tables and replay every topic from offset 0. Stop the projector first."""
+    from projections.service import rebuild
+
+    with _progress() as progress:
+        task = progress.add_task("replaying", total=None)
+        replayed = rebuild(Settings(), lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(f"rebuilt from {replayed} records")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (the processes also do this at start)."""
+    from projections.db import migrate
+
+    settings = Settings()
+    migrate(settings.resolved_database_url)
+    console.print(f"{settings.resolved_database_url}: up to date")
+
+
+@keys_app.command("create")
+def keys_create(office: str, label: Annotated[str, typer.Option(help="What the key is for.")] = "") -> None:
+    """Create an API key for OFFICE and print it (only its hash is stored)."""
+    from projections.db import make_engine, migrate
+    from services.ingest.keys import create_key
+
+    settings = Settings()
+    migrate(settings.resolved_database_url)
+    print(create_key(make_engine(settings.resolved_database_url), office, label or "cli", datetime.now(UTC)))
+
+
+@keys_app.command("revoke")
+def keys_revoke(office: str) -> None:
+    """Revoke every active key of OFFICE."""
+    from projections.db import make_engine
+    from services.ingest.keys import revoke_keys
+
+    settings = Settings()
+    count = revoke_keys(make_engine(settings.resolved_database_url), office, datetime.now(UTC))
+    console.print(f"revoked {count} key(s) of {office}")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every catalogue topic that does not exist yet."""
+    from deploy.topics import ensure_topics
+    from services.core.catalog import load_catalogue
+
+    settings = Settings()
+    created = ensure_topics(settings.kafka_client_config(), load_catalogue(), settings.topic_replication_factor)
+    console.print(f"created: {', '.join(created) or 'none (all exist)'}")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Print the topic catalogue: topics, partitions, keys and the event types on each."""
+    from services.core.catalog import load_catalogue
+
+    table = Table("topic", "partitions", "key", "event types")
+    for topic in load_catalogue().topics.values():
+        table.add_row(topic.name, str(topic.partitions), topic.key, ", ".join(topic.event_types) or "(dead letters)")
+    Console().print(table)
+
+
+# ---------------------------------------------------------------- publishing
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)  # fmt: skip
+
+
+def _batches(lines: Iterator[str], size: int) -> Iterator[list[tuple[int, Any]]]:
+    batch: list[tuple[int, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            batch.append((number, json.loads(line)))
+        except json.JSONDecodeError as error:
+            batch.append((number, error))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@app.command()
+def publish(
+    file: Annotated[str, typer.Argument(help="JSON-lines file of events, or - for standard input.")],
+    api_key: Annotated[str, typer.Option(envvar="ANCHANG_API_KEY", help="The office's API key.")],
+    url: Annotated[str, typer.Option(envvar="ANCHANG_API_URL", help="The ingestion API.")] = "http://127.0.0.1:8000",
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
+) -> None:
+    """Bulk-import events (one JSON object per line) through the API; rejected lines are reported with
+    their line number and errors. Exits 1 if any line was rejected."""
+    from services.client import AnchangClient
+
+    stream = sys.stdin if file == "-" else Path(file).open(encoding="utf-8")  # noqa: SIM115
+    total = None if file == "-" else sum(1 for line in Path(file).open(encoding="utf-8") if line.strip())
+    accepted = rejected = 0
+    with AnchangClient(url, api_key) as client, _progress() as progress, stream:
+        task = progress.add_task("publishing", total=total)
+        for batch in _batches(iter(stream), batch_size):
+            events = [(number, item) for number, item in batch if not isinstance(item, Exception)]
+            for number, item in batch:
+                if isinstance(item, Exception):
+                    rejected += 1
+                    console.print(f"[red]line {number}[/red]: not JSON: {item}")
+            result = client.publish_batch([event for _, event in events]) if events else {"items": []}
+            for (number, _), outcome in zip(events, result["items"], strict=True):
+                if outcome["accepted"] is not None:
+                    accepted += 1
+                else:
+                    rejected += 1
+                    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in outcome["errors"])
+                    console.print(f"[red]line {number}[/red]: {problems}")
+            progress.advance(task, len(batch))
+    console.print(f"accepted {accepted}, rejected {rejected}")
+    raise typer.Exit(1 if rejected else 0)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
