@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
-from prometheus_client import Counter, Gauge, Histogram, make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 HTTP_REQUESTS = Counter(
     "anchang_http_requests_total",
@@ -71,4 +71,6 @@ def instrument(app: FastAPI, service: str) -> None:
             HTTP_REQUESTS.labels(service, template, request.method, str(status)).inc()
             HTTP_LATENCY.labels(service, template).observe(time.perf_counter() - started)
 
-    app.mount("/metrics", make_asgi_app())
+    @app.get("/metrics", include_in_schema=False)
+    async def _metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -10,7 +10,7 @@ def incompatibilities(reader_schema: str, writer_schema: str) -> list[str]:
     """Why data written with ``writer_schema`` cannot be read with ``reader_schema`` (empty if it can)."""
     reader = avro.schema.parse(reader_schema)
     writer = avro.schema.parse(writer_schema)
-    result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)
+    result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)  # type: ignore[no-untyped-call]
     if result.compatibility is SchemaCompatibilityType.compatible:
         return []
     return [

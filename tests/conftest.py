@@ -1,0 +1,92 @@
+"""Session-wide real parts: one tansu broker (memory engine), one schema registry, PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from deploy.process import free_port
+from deploy.tansu import TansuConfig, tansu_process
+from deploy.topics import ensure_topics
+from services.core.catalog import Catalogue, load_catalogue
+from services.core.codec import EventCodec
+from services.core.config import Settings
+from services.registry.app import create_app as create_registry
+from tests.support import serve_in_thread
+
+POSTGRES_ADMIN_URL = os.environ.get("ANCHANG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def catalogue() -> Catalogue:
+    return load_catalogue()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> Iterator[str]:
+    """Bootstrap address of a tansu broker (memory engine) with every catalogue topic created."""
+    process = tansu_process(TansuConfig(free_port(), tmp_path_factory.mktemp("tansu")))
+    process.start()
+    bootstrap = f"127.0.0.1:{process.argv[process.argv.index('--listener-url') + 1].rsplit(':', 1)[1]}"
+    ensure_topics({"bootstrap.servers": bootstrap}, catalogue)
+    yield bootstrap
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve_in_thread(create_registry(tmp_path_factory.mktemp("registry") / "registry.db")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def codec(registry_url: str, catalogue: Catalogue) -> EventCodec:
+    return EventCodec(SchemaRegistryClient({"url": registry_url}), catalogue)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, dropped afterwards. In CI it must be there."""
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True)
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {error}")
+    name = f"anchang_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each projection test runs on SQLite and on PostgreSQL (a fresh schema per test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'projections.db'}"
+        return
+    base: str = request.getfixturevalue("postgres_url")
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"{base}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(base, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def settings(broker: str, registry_url: str, database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        KAFKA_BOOTSTRAP_SERVERS=broker,
+        SCHEMA_REGISTRY_URL=registry_url,
+        DATABASE_URL=database_url,
+        ANCHANG_DATA_DIR=tmp_path,
+        ANCHANG_PROJECTOR_GROUP=f"test-{uuid.uuid4().hex[:8]}",
+    )
