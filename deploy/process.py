@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,6 +24,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def free_port_block(size: int, host: str = "127.0.0.1") -> int:
+    """The first of ``size`` consecutive free ports (for servers that open several listeners)."""
+    for _ in range(100):
+        start = random.randrange(20_000, 60_000 - size)
+        if not any(port_open(host, port) for port in range(start, start + size)):
+            return start
+    raise RuntimeError(f"no block of {size} free ports found")
 
 
 def port_open(host: str, port: int) -> bool:

@@ -43,11 +43,15 @@ def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
 def tansu_process(config: TansuConfig) -> ManagedProcess:
     url = f"tcp://127.0.0.1:{config.port}"
     argv = [
-        str(tansu_binary()), "broker",
-        "--listener-url", url,
-        "--advertised-listener-url", url,
-        "--storage-engine", config.storage_engine,
-    ]  # fmt: skip
+        str(tansu_binary()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        config.storage_engine,
+    ]
     env: dict[str, str] = {}
     if config.seaweed is not None:
         env = {

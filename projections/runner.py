@@ -115,7 +115,9 @@ class ProjectionProcessor:
                 if messages:
                     last_activity = time.monotonic()
                 elif time.monotonic() - last_activity > idle_timeout:
-                    raise TimeoutError(f"{self.name}: no progress for {idle_timeout}s, {len(at_end)} partitions at end")
+                    raise TimeoutError(
+                        f"{self.name}: no progress for {idle_timeout}s, {len(at_end)} partitions at end"
+                    )
                 if progress is not None:
                     progress(done, done + self._known_lag(consumer, partitions))
         finally:
@@ -151,9 +153,12 @@ class ProjectionProcessor:
         """Resume each partition from the offset committed in SQL (or the beginning)."""
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(projection_offsets.c.topic, projection_offsets.c.partition, projection_offsets.c.next_offset)
-                .where(projection_offsets.c.processor == self.name)
-            ).all()  # fmt: skip
+                select(
+                    projection_offsets.c.topic,
+                    projection_offsets.c.partition,
+                    projection_offsets.c.next_offset,
+                ).where(projection_offsets.c.processor == self.name)
+            ).all()
         stored = {(topic, partition): offset for topic, partition, offset in rows}
         assigned = []
         for partition in partitions:
@@ -193,7 +198,10 @@ class ProjectionProcessor:
         self._positions.update(outcome.positions)
         self._observe(applied)
         consumer.commit(
-            offsets=[TopicPartition(topic, partition, offset) for (topic, partition), offset in outcome.positions.items()],
+            offsets=[
+                TopicPartition(topic, partition, offset)
+                for (topic, partition), offset in outcome.positions.items()
+            ],
             asynchronous=True,
         )
         self._update_lag(consumer)
@@ -204,16 +212,23 @@ class ProjectionProcessor:
         envelope = record.get("envelope") or {}
         if envelope.get("event_type") != event_type:
             raise UndecodableEvent(
-                "invalid_envelope", f"envelope.event_type {envelope.get('event_type')!r} != record {event_type}"
+                "invalid_envelope",
+                f"envelope.event_type {envelope.get('event_type')!r} != record {event_type}",
             )
         if not envelope.get("office_id"):
             raise UndecodableEvent("invalid_envelope", "envelope.office_id is empty")
         expected = self.catalogue.topic_of_type[event_type].name
         if message.topic() != expected:
-            raise UndecodableEvent("wrong_topic", f"{event_type} belongs on {expected}, not {message.topic()}")
-        return ConsumedEvent(message.topic() or "", message.partition() or 0, message.offset() or 0, event_type, record)
+            raise UndecodableEvent(
+                "wrong_topic", f"{event_type} belongs on {expected}, not {message.topic()}"
+            )
+        return ConsumedEvent(
+            message.topic() or "", message.partition() or 0, message.offset() or 0, event_type, record
+        )
 
-    def _commit(self, events: list[ConsumedEvent], positions: dict[tuple[str, int], int]) -> list[ConsumedEvent]:
+    def _commit(
+        self, events: list[ConsumedEvent], positions: dict[tuple[str, int], int]
+    ) -> list[ConsumedEvent]:
         """Apply the unseen events and store the new offsets in one transaction; return what was applied."""
         for attempt in range(3):
             try:
@@ -274,7 +289,13 @@ class ProjectionProcessor:
             connection,
             projection_offsets,
             [
-                {"processor": self.name, "topic": topic, "partition": partition, "next_offset": offset, "updated_at": now}
+                {
+                    "processor": self.name,
+                    "topic": topic,
+                    "partition": partition,
+                    "next_offset": offset,
+                    "updated_at": now,
+                }
                 for (topic, partition), offset in positions.items()
             ],
             keys=("processor", "topic", "partition"),
@@ -302,7 +323,10 @@ class ProjectionProcessor:
 
     def _update_lag(self, consumer: Consumer) -> None:
         for topic, partition in list(self._positions):
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True) or (0, 0)
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True) or (
+                0,
+                0,
+            )
             if high >= 0:
                 lag = max(0, high - self._positions[(topic, partition)])
                 CONSUMER_LAG.labels(self.name, topic, str(partition)).set(lag)

@@ -56,14 +56,26 @@ class EventRegister:
                 # Compute every "last" column against the stored last_recorded_at, which is updated too:
                 # SQL evaluates all SET expressions on the old row, so the order here does not matter.
                 **{
-                    column: (lambda excluded, column=column: newer(excluded, event_register, column, "last_recorded_at"))
+                    column: (
+                        lambda excluded, column=column: newer(
+                            excluded, event_register, column, "last_recorded_at"
+                        )
+                    )
                     for column in last_columns
                 },
             },
         )
 
 
-VISIT_COLUMNS = {"visit_id", "project_id", "customer_name", "phone", "arrived_at", "visit_type", "received_by"}
+VISIT_COLUMNS = {
+    "visit_id",
+    "project_id",
+    "customer_name",
+    "phone",
+    "arrived_at",
+    "visit_type",
+    "received_by",
+}
 
 
 class VisitRegister:
@@ -85,7 +97,9 @@ class VisitRegister:
                 "recorded_at": event.recorded_at,
             }
         update = {
-            column.name: (lambda excluded, name=column.name: newer(excluded, visit_register, name, "recorded_at"))
+            column.name: (
+                lambda excluded, name=column.name: newer(excluded, visit_register, name, "recorded_at")
+            )
             for column in visit_register.c
             if column.name not in ("office_id", "visit_id")
         }

@@ -18,16 +18,27 @@ from rich.table import Table
 
 from services.core.config import Settings
 
-app = typer.Typer(help="Anchang (案场): event-sourced operations for real-estate sales offices.", no_args_is_help=True)
-broker_app = typer.Typer(help="The embedded Kafka broker (tansu), for local use and tests.", no_args_is_help=True)
+app = typer.Typer(
+    help="Anchang (案场): event-sourced operations for real-estate sales offices.", no_args_is_help=True
+)
+broker_app = typer.Typer(
+    help="The embedded Kafka broker (tansu), for local use and tests.", no_args_is_help=True
+)
 registry_app = typer.Typer(help="The embedded schema registry.", no_args_is_help=True)
 api_app = typer.Typer(help="The ingestion HTTP API.", no_args_is_help=True)
 projections_app = typer.Typer(help="Projection processors (events → SQL read models).", no_args_is_help=True)
 keys_app = typer.Typer(help="Office API keys.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics from the topic catalogue.", no_args_is_help=True)
 db_app = typer.Typer(help="The projection database.", no_args_is_help=True)
-for sub, name in [(broker_app, "broker"), (registry_app, "registry"), (api_app, "api"), (projections_app, "projections"),
-                  (keys_app, "keys"), (topics_app, "topics"), (db_app, "db")]:  # fmt: skip
+for sub, name in [
+    (broker_app, "broker"),
+    (registry_app, "registry"),
+    (api_app, "api"),
+    (projections_app, "projections"),
+    (keys_app, "keys"),
+    (topics_app, "topics"),
+    (db_app, "db"),
+]:
     app.add_typer(sub, name=name)
 
 console = Console(stderr=True)
@@ -59,11 +70,13 @@ def _broker_processes(settings: Settings, engine: str) -> list[Any]:
     run_dir = settings.data_dir / "run"
     if engine == "memory":
         return [tansu_process(TansuConfig(settings.broker_port, run_dir))]
-    seaweed = SeaweedConfig(settings.data_dir / "seaweed", run_dir, s3_port=settings.seaweed_s3_port)
+    seaweed = SeaweedConfig(settings.data_dir / "seaweed", run_dir, settings.seaweed_base_port)
     return [seaweed_process(seaweed), tansu_process(TansuConfig(settings.broker_port, run_dir, seaweed))]
 
 
-EngineOption = Annotated[str, typer.Option(help="memory (nothing survives a stop) or s3 (durable, on SeaweedFS).")]
+EngineOption = Annotated[
+    str, typer.Option(help="memory (nothing survives a stop) or s3 (durable, on SeaweedFS).")
+]
 
 
 @broker_app.command("start")
@@ -78,7 +91,9 @@ def broker_start(engine: EngineOption = "s3") -> None:
         console.print(f"{process.name} started (PID {process.running_pid()}, log {process.log_file})")
     config = {"bootstrap.servers": f"127.0.0.1:{settings.broker_port}"}
     created = ensure_topics(config, load_catalogue(), settings.topic_replication_factor)
-    console.print(f"broker ready at 127.0.0.1:{settings.broker_port}; topics created: {', '.join(created) or 'none'}")
+    console.print(
+        f"broker ready at 127.0.0.1:{settings.broker_port}; topics created: {', '.join(created) or 'none'}"
+    )
 
 
 @broker_app.command("stop")
@@ -193,7 +208,9 @@ def topics_create() -> None:
     from services.core.catalog import load_catalogue
 
     settings = Settings()
-    created = ensure_topics(settings.kafka_client_config(), load_catalogue(), settings.topic_replication_factor)
+    created = ensure_topics(
+        settings.kafka_client_config(), load_catalogue(), settings.topic_replication_factor
+    )
     console.print(f"created: {', '.join(created) or 'none (all exist)'}")
 
 
@@ -204,7 +221,9 @@ def topics_list() -> None:
 
     table = Table("topic", "partitions", "key", "event types")
     for topic in load_catalogue().topics.values():
-        table.add_row(topic.name, str(topic.partitions), topic.key, ", ".join(topic.event_types) or "(dead letters)")
+        table.add_row(
+            topic.name, str(topic.partitions), topic.key, ", ".join(topic.event_types) or "(dead letters)"
+        )
     Console().print(table)
 
 
@@ -212,8 +231,13 @@ def topics_list() -> None:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console)  # fmt: skip
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def _batches(lines: Iterator[str], size: int) -> Iterator[list[tuple[int, Any]]]:
@@ -236,7 +260,9 @@ def _batches(lines: Iterator[str], size: int) -> Iterator[list[tuple[int, Any]]]
 def publish(
     file: Annotated[str, typer.Argument(help="JSON-lines file of events, or - for standard input.")],
     api_key: Annotated[str, typer.Option(envvar="ANCHANG_API_KEY", help="The office's API key.")],
-    url: Annotated[str, typer.Option(envvar="ANCHANG_API_URL", help="The ingestion API.")] = "http://127.0.0.1:8000",
+    url: Annotated[
+        str, typer.Option(envvar="ANCHANG_API_URL", help="The ingestion API.")
+    ] = "http://127.0.0.1:8000",
     batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
 ) -> None:
     """Bulk-import events (one JSON object per line) through the API; rejected lines are reported with
@@ -260,7 +286,9 @@ def publish(
                     accepted += 1
                 else:
                     rejected += 1
-                    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in outcome["errors"])
+                    problems = "; ".join(
+                        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in outcome["errors"]
+                    )
                     console.print(f"[red]line {number}[/red]: {problems}")
             progress.advance(task, len(batch))
     console.print(f"accepted {accepted}, rejected {rejected}")

@@ -72,16 +72,34 @@ class Stack:
         s, env, run_dir = self.settings, self.child_env(), self.run_dir
         started: list[ManagedProcess] = []
         if self.embedded_broker:
-            seaweed = SeaweedConfig(s.data_dir / "seaweed", run_dir, s3_port=s.seaweed_s3_port)
+            seaweed = SeaweedConfig(s.data_dir / "seaweed", run_dir, s.seaweed_base_port)
             started += [seaweed_process(seaweed), tansu_process(TansuConfig(s.broker_port, run_dir, seaweed))]
         if self.embedded_registry:
             registry_url = f"http://127.0.0.1:{s.registry_port}"
-            started.append(ManagedProcess("registry", anchang_command("registry", "serve"), run_dir,
-                                          http_ok(f"{registry_url}/subjects"), env=env))  # fmt: skip
+            started.append(
+                ManagedProcess(
+                    "registry",
+                    anchang_command("registry", "serve"),
+                    run_dir,
+                    http_ok(f"{registry_url}/subjects"),
+                    env=env,
+                )
+            )
         api_url = f"http://{s.api_host}:{s.api_port}"
-        started.append(ManagedProcess("api", anchang_command("api", "serve"), run_dir, http_ok(f"{api_url}/healthz"), env=env))
-        started.append(ManagedProcess("projector", anchang_command("projections", "run"), run_dir,
-                                      lambda: port_open("127.0.0.1", s.projector_metrics_port), env=env))  # fmt: skip
+        started.append(
+            ManagedProcess(
+                "api", anchang_command("api", "serve"), run_dir, http_ok(f"{api_url}/healthz"), env=env
+            )
+        )
+        started.append(
+            ManagedProcess(
+                "projector",
+                anchang_command("projections", "run"),
+                run_dir,
+                lambda: port_open("127.0.0.1", s.projector_metrics_port),
+                env=env,
+            )
+        )
         return started
 
     def run(self, stop: threading.Event, on_ready: Callable[[str], None]) -> int:
@@ -104,8 +122,9 @@ class Stack:
                 running.append(process)
                 COMPONENT_UP.labels(process.name).set(1)
                 if process.name == "tansu":
-                    created = ensure_topics(settings.kafka_client_config(), load_catalogue(),
-                                            settings.topic_replication_factor)  # fmt: skip
+                    created = ensure_topics(
+                        settings.kafka_client_config(), load_catalogue(), settings.topic_replication_factor
+                    )
                     log.info("topics created: %s", ", ".join(created) or "none (all exist)")
             on_ready(self._banner(settings, key))
             while not stop.wait(1.0):
@@ -125,18 +144,20 @@ class Stack:
 
     def _banner(self, settings: Settings, key: str) -> str:
         api = f"http://{settings.api_host}:{settings.api_port}"
-        return "\n".join([
-            "Anchang is running. Ctrl-C stops everything.",
-            f"  API + OpenAPI docs  {api}/docs",
-            f"  Kafka bootstrap     {settings.kafka_bootstrap_servers}",
-            f"  Schema registry     {settings.schema_registry_url}",
-            f"  Database            {settings.resolved_database_url}",
-            f"  Metrics             {api}/metrics, http://127.0.0.1:{settings.projector_metrics_port}/metrics,"
-            f" http://127.0.0.1:{settings.supervisor_metrics_port}/metrics"
-            + (f", {settings.schema_registry_url}/metrics" if self.embedded_registry else ""),
-            f"  Logs                {self.run_dir}/*.log",
-            f"  API key of {DEMO_OFFICE:<9}{key}",
-        ])  # fmt: skip
+        return "\n".join(
+            [
+                "Anchang is running. Ctrl-C stops everything.",
+                f"  API + OpenAPI docs  {api}/docs",
+                f"  Kafka bootstrap     {settings.kafka_bootstrap_servers}",
+                f"  Schema registry     {settings.schema_registry_url}",
+                f"  Database            {settings.resolved_database_url}",
+                f"  Metrics             {api}/metrics, http://127.0.0.1:{settings.projector_metrics_port}/metrics,"
+                f" http://127.0.0.1:{settings.supervisor_metrics_port}/metrics"
+                + (f", {settings.schema_registry_url}/metrics" if self.embedded_registry else ""),
+                f"  Logs                {self.run_dir}/*.log",
+                f"  API key of {DEMO_OFFICE:<9}{key}",
+            ]
+        )
 
 
 def demo_key(settings: Settings) -> str:
@@ -146,9 +167,10 @@ def demo_key(settings: Settings) -> str:
     try:
         with engine.connect() as connection:
             active = connection.execute(
-                select(func.count()).select_from(api_keys)
+                select(func.count())
+                .select_from(api_keys)
                 .where(api_keys.c.office_id == DEMO_OFFICE, api_keys.c.revoked_at.is_(None))
-            ).scalar_one()  # fmt: skip
+            ).scalar_one()
         if path.exists() and active:
             return path.read_text().strip()
         key = create_key(engine, DEMO_OFFICE, "created by anchang up", datetime.now(UTC))

@@ -75,7 +75,9 @@ class EventCodec:
         if reader is None:
             raise UndecodableEvent("unknown_event_type", f"schema {schema_id} is {writer.event_type}")
         try:
-            record = fastavro.schemaless_reader(io.BytesIO(value[HEADER.size :]), writer.parsed, reader.parsed)
+            record = fastavro.schemaless_reader(
+                io.BytesIO(value[HEADER.size :]), writer.parsed, reader.parsed
+            )
         except Exception as error:  # fastavro raises many types for corrupt input
             raise UndecodableEvent("corrupt_avro", f"{type(error).__name__}: {error}") from error
         return writer.event_type, dict(record)  # type: ignore[arg-type]
@@ -97,4 +99,3 @@ class EventCodec:
             writer = WriterSchema(name, fastavro.parse_schema(raw))
             self._writers[schema_id] = writer
             return writer
-

@@ -38,13 +38,17 @@ class Settings(BaseSettings):
 
     api_host: str = Field("127.0.0.1", alias="ANCHANG_API_HOST")
     api_port: int = Field(8000, alias="ANCHANG_API_PORT")
+    api_key_cache_seconds: float = Field(
+        5.0, alias="ANCHANG_API_KEY_CACHE_SECONDS", description="How long a revoked key may still work."
+    )
     registry_host: str = Field("127.0.0.1", alias="ANCHANG_REGISTRY_HOST")
     registry_port: int = Field(8081, alias="ANCHANG_REGISTRY_PORT")
     projector_metrics_port: int = Field(9101, alias="ANCHANG_PROJECTOR_METRICS_PORT")
     supervisor_metrics_port: int = Field(9100, alias="ANCHANG_SUPERVISOR_METRICS_PORT")
 
     broker_port: int = Field(9092, alias="ANCHANG_BROKER_PORT")
-    seaweed_s3_port: int = Field(8333, alias="ANCHANG_SEAWEED_S3_PORT")
+    # SeaweedFS's S3 port; its other nine listeners use the ports right after it.
+    seaweed_base_port: int = Field(8333, alias="ANCHANG_SEAWEED_BASE_PORT")
 
     projector_group: str = Field("anchang-projections", alias="ANCHANG_PROJECTOR_GROUP")
     projector_batch_size: int = Field(5000, alias="ANCHANG_PROJECTOR_BATCH_SIZE")

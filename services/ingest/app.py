@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -68,7 +68,7 @@ class Ingestion:
         self.catalogue = catalogue
         self.engine = engine
         self.clock = clock
-        self.keys = KeyStore(engine)
+        self.keys = KeyStore(engine, settings.api_key_cache_seconds)
         self.codec = EventCodec(SchemaRegistryClient(settings.schema_registry_config()), catalogue)
         self.codec.register_all()
         self.producer = AsyncProducer(settings.kafka_client_config())
@@ -76,7 +76,10 @@ class Ingestion:
     async def publish(self, event: OutgoingEvent) -> Accepted:
         value = self.codec.encode(event.event_type, event.record, event.topic)
         delivered = await self.producer.send(
-            event.topic, event.key.encode(), value, headers=[("anchang-event-type", event.event_type.encode())]
+            event.topic,
+            event.key.encode(),
+            value,
+            headers=[("anchang-event-type", event.event_type.encode())],
         )
         EVENTS_PRODUCED.labels(event.event_type, event.office_id).inc()
         return Accepted(
@@ -132,7 +135,9 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
     )
     instrument(app, "api")
 
-    def prepare(service: Ingestion, office_id: str, body: Any) -> tuple[OutgoingEvent | None, list[dict[str, Any]]]:
+    def prepare(
+        service: Ingestion, office_id: str, body: Any
+    ) -> tuple[OutgoingEvent | None, list[dict[str, Any]]]:
         """Validate one event; an event for another office raises OfficeMismatch."""
         try:
             event, errors = build_event(body, office_id, service.catalogue, service.clock().astimezone(UTC))
@@ -143,7 +148,9 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             EVENTS_REJECTED.labels("invalid").inc()
         return event, [error.as_dict() for error in errors]
 
-    def prepare_item(service: Ingestion, office_id: str, body: Any) -> tuple[OutgoingEvent | None, list[dict[str, Any]]]:
+    def prepare_item(
+        service: Ingestion, office_id: str, body: Any
+    ) -> tuple[OutgoingEvent | None, list[dict[str, Any]]]:
         try:
             return prepare(service, office_id, body)
         except OfficeMismatch as mismatch:
@@ -154,9 +161,14 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         status_code=202,
         response_model=Accepted,
         summary="Publish one event",
-        openapi_extra={"requestBody": {"content": {"application/json": {"schema": EventIn.model_json_schema()}}}},
-        responses={401: {"description": "No or bad API key"}, 403: {"description": "Event for another office"},
-                   422: {"description": "Invalid event: `detail` lists each field and why"}},  # fmt: skip
+        openapi_extra={
+            "requestBody": {"content": {"application/json": {"schema": EventIn.model_json_schema()}}}
+        },
+        responses={
+            401: {"description": "No or bad API key"},
+            403: {"description": "Event for another office"},
+            422: {"description": "Invalid event: `detail` lists each field and why"},
+        },
     )
     async def publish_one(request: Request, service: Service, office_id: Office) -> Accepted | JSONResponse:
         try:
@@ -176,7 +188,9 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         sends = [service.publish(event) for event, _ in prepared if event is not None]
         results = iter(await asyncio.gather(*sends))
         items = [
-            BatchItem(index=index, accepted=next(results)) if event is not None else BatchItem(index=index, errors=errors)
+            BatchItem(index=index, accepted=next(results))
+            if event is not None
+            else BatchItem(index=index, errors=errors)
             for index, (event, errors) in enumerate(prepared)
         ]
         accepted = sum(item.accepted is not None for item in items)
@@ -191,19 +205,35 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
 
     @app.get("/v1/register", summary="Event counts and last event per type, for the key's office")
     async def register(service: Service, office_id: Office) -> list[dict[str, Any]]:
-        query = select(event_register).where(event_register.c.office_id == office_id).order_by(event_register.c.event_type)
+        query = (
+            select(event_register)
+            .where(event_register.c.office_id == office_id)
+            .order_by(event_register.c.event_type)
+        )
         return await asyncio.to_thread(_rows, service.engine, query)
 
     @app.get("/v1/visits", summary="The visit register (来访登记), newest first")
-    async def visits(service: Service, office_id: Office, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-        query = (select(visit_register).where(visit_register.c.office_id == office_id)
-                 .order_by(visit_register.c.arrived_at.desc()).limit(limit))  # fmt: skip
+    async def visits(
+        service: Service, office_id: Office, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[dict[str, Any]]:
+        query = (
+            select(visit_register)
+            .where(visit_register.c.office_id == office_id)
+            .order_by(visit_register.c.arrived_at.desc())
+            .limit(limit)
+        )
         return await asyncio.to_thread(_rows, service.engine, query)
 
     @app.get("/v1/calls", summary="The call register (来电登记), newest first")
-    async def calls(service: Service, office_id: Office, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-        query = (select(call_register).where(call_register.c.office_id == office_id)
-                 .order_by(call_register.c.updated_at.desc()).limit(limit))  # fmt: skip
+    async def calls(
+        service: Service, office_id: Office, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[dict[str, Any]]:
+        query = (
+            select(call_register)
+            .where(call_register.c.office_id == office_id)
+            .order_by(call_register.c.updated_at.desc())
+            .limit(limit)
+        )
         return await asyncio.to_thread(_rows, service.engine, query)
 
     @app.get("/healthz", include_in_schema=False)
@@ -228,7 +258,9 @@ def _bearer(header: str | None) -> str | None:
 
 def _rows(engine: Engine, query: Any) -> list[dict[str, Any]]:
     with engine.connect() as connection:
-        return [{key: _utc(value) for key, value in row._mapping.items()} for row in connection.execute(query)]
+        return [
+            {key: _utc(value) for key, value in row._mapping.items()} for row in connection.execute(query)
+        ]
 
 
 def _utc(value: Any) -> Any:

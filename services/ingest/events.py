@@ -10,8 +10,16 @@ from typing import Any
 from services.core.catalog import Catalogue
 from services.ingest.validation import FieldError, to_event_datum
 
-ENVELOPE_INPUT_FIELDS = {"event_type", "event_id", "office_id", "occurred_at", "actor", "correlation_id",
-                         "causation_id", "payload"}  # fmt: skip
+ENVELOPE_INPUT_FIELDS = {
+    "event_type",
+    "event_id",
+    "office_id",
+    "occurred_at",
+    "actor",
+    "correlation_id",
+    "causation_id",
+    "payload",
+}
 
 
 class OfficeMismatch(Exception):
@@ -36,17 +44,24 @@ def build_event(
     if not isinstance(body, dict):
         return None, [FieldError((), "an event must be a JSON object", "record_type")]
     errors = [
-        FieldError((name,), f"unknown field; allowed: {', '.join(sorted(ENVELOPE_INPUT_FIELDS))}", "extra_forbidden")
+        FieldError(
+            (name,), f"unknown field; allowed: {', '.join(sorted(ENVELOPE_INPUT_FIELDS))}", "extra_forbidden"
+        )
         for name in sorted(set(body) - ENVELOPE_INPUT_FIELDS)
     ]
     event_type = body.get("event_type")
     schema = catalogue.schemas.get(event_type) if isinstance(event_type, str) else None
     if schema is None:
         known = ", ".join(sorted(catalogue.schemas))
-        return None, [*errors, FieldError(("event_type",), f"unknown event type; known: {known}", "event_type")]
+        return None, [
+            *errors,
+            FieldError(("event_type",), f"unknown event type; known: {known}", "event_type"),
+        ]
     claimed_office = body.get("office_id")
     if claimed_office is not None and claimed_office != office_id:
-        raise OfficeMismatch(f"this API key belongs to office {office_id!r}, the event names {claimed_office!r}")
+        raise OfficeMismatch(
+            f"this API key belongs to office {office_id!r}, the event names {claimed_office!r}"
+        )
     event_id = body.get("event_id") or str(uuid.uuid4())
     envelope = {
         "event_id": event_id,
@@ -64,6 +79,6 @@ def build_event(
     if errors:
         return None, errors
     topic = catalogue.topic_of_type[event_type]
-    return OutgoingEvent(event_type, str(record["envelope"]["event_id"]), office_id, topic.name,
-                         topic.key_of(record), record), []  # fmt: skip
-
+    return OutgoingEvent(
+        event_type, str(record["envelope"]["event_id"]), office_id, topic.name, topic.key_of(record), record
+    ), []

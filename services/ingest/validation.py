@@ -42,7 +42,9 @@ class _Converter:
             return self._primitive(schema, value, loc)
         kind = schema["type"]
         if kind in ("record", "enum", "fixed"):
-            name = schema["name"] if "." in schema["name"] else f"{schema.get('namespace', '')}.{schema['name']}"
+            name = (
+                schema["name"] if "." in schema["name"] else f"{schema.get('namespace', '')}.{schema['name']}"
+            )
             self.named[name] = schema
         if kind == "record":
             return self._record(schema, value, loc)
@@ -70,7 +72,9 @@ class _Converter:
             return value
         known = {field["name"] for field in schema["fields"]}
         for unknown in sorted(set(value) - known):
-            self.fail((*loc, unknown), f"unknown field; allowed: {', '.join(sorted(known))}", "extra_forbidden")
+            self.fail(
+                (*loc, unknown), f"unknown field; allowed: {', '.join(sorted(known))}", "extra_forbidden"
+            )
         datum: dict[str, Any] = {}
         for field in schema["fields"]:
             name = field["name"]
@@ -145,7 +149,11 @@ class _Converter:
         if isinstance(value, datetime) and value.tzinfo is not None:
             return value
         if not isinstance(value, str):
-            self.fail(loc, "must be an ISO-8601 timestamp with a UTC offset, e.g. 2026-11-22T09:30:00+08:00", "datetime")
+            self.fail(
+                loc,
+                "must be an ISO-8601 timestamp with a UTC offset, e.g. 2026-11-22T09:30:00+08:00",
+                "datetime",
+            )
             return value
         try:
             moment = datetime.fromisoformat(value)

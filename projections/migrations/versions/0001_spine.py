@@ -94,6 +94,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("api_keys", "call_register", "visit_register", "event_register", "processed_events",
-                  "projection_offsets"):  # fmt: skip
+    for table in (
+        "api_keys",
+        "call_register",
+        "visit_register",
+        "event_register",
+        "processed_events",
+        "projection_offsets",
+    ):
         op.drop_table(table)
