@@ -119,8 +119,7 @@ class ManagedProcess:
         while time.monotonic() < deadline:
             if self.popen is not None and self.popen.poll() is not None:
                 raise StartupError(
-                    f"{self.name} exited with {self.popen.returncode}; log {self.log_file}:\n"
-                    f"{tail(self.log_file)}"
+                    f"{self.name} exited with {self.popen.returncode}; log {self.log_file}:\n{tail(self.log_file)}"
                 )
             if self.ready():
                 return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from services.core.catalog import Catalogue
 
@@ -33,7 +33,7 @@ def ensure_topics(
     ]
     if not missing:
         return []
-    for name, future in admin.create_topics(missing, operation_timeout=timeout).items():
+    for future in admin.create_topics(missing, operation_timeout=timeout).values():
         try:
             future.result(timeout)
         except KafkaException as error:

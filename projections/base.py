@@ -48,7 +48,10 @@ class Projection(Protocol):
     """Folds a batch into SQL. Must be idempotent per event: the runner drops events it has seen, but a
     projection must not assume batch boundaries."""
 
-    tables: Sequence[Table]
+    @property
+    def tables(self) -> Sequence[Table]:
+        """The tables it owns: a rebuild empties them."""
+        ...
 
     def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None: ...
 

@@ -105,7 +105,7 @@ class ProjectionProcessor:
                 messages = consumer.consume(self.batch_size, timeout=0.5)
                 for message in messages:
                     key = (message.topic() or "", message.partition() or 0)
-                    if message.error() is not None and message.error().code() == KafkaError._PARTITION_EOF:
+                    if _is_end_of_partition(message):
                         at_end.add(key)
                     else:
                         at_end.discard(key)
@@ -115,9 +115,7 @@ class ProjectionProcessor:
                 if messages:
                     last_activity = time.monotonic()
                 elif time.monotonic() - last_activity > idle_timeout:
-                    raise TimeoutError(
-                        f"{self.name}: no progress for {idle_timeout}s, {len(at_end)} partitions at end"
-                    )
+                    raise TimeoutError(f"{self.name}: no progress for {idle_timeout}s, {len(at_end)} partitions at end")
                 if progress is not None:
                     progress(done, done + self._known_lag(consumer, partitions))
         finally:
@@ -177,7 +175,7 @@ class ProjectionProcessor:
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
+                if not _is_end_of_partition(message):
                     log.warning("%s: consumer error %s", self.name, error)
                 continue
             outcome.positions[(message.topic() or "", message.partition() or 0)] = (message.offset() or 0) + 1
@@ -199,8 +197,7 @@ class ProjectionProcessor:
         self._observe(applied)
         consumer.commit(
             offsets=[
-                TopicPartition(topic, partition, offset)
-                for (topic, partition), offset in outcome.positions.items()
+                TopicPartition(topic, partition, offset) for (topic, partition), offset in outcome.positions.items()
             ],
             asynchronous=True,
         )
@@ -219,16 +216,10 @@ class ProjectionProcessor:
             raise UndecodableEvent("invalid_envelope", "envelope.office_id is empty")
         expected = self.catalogue.topic_of_type[event_type].name
         if message.topic() != expected:
-            raise UndecodableEvent(
-                "wrong_topic", f"{event_type} belongs on {expected}, not {message.topic()}"
-            )
-        return ConsumedEvent(
-            message.topic() or "", message.partition() or 0, message.offset() or 0, event_type, record
-        )
+            raise UndecodableEvent("wrong_topic", f"{event_type} belongs on {expected}, not {message.topic()}")
+        return ConsumedEvent(message.topic() or "", message.partition() or 0, message.offset() or 0, event_type, record)
 
-    def _commit(
-        self, events: list[ConsumedEvent], positions: dict[tuple[str, int], int]
-    ) -> list[ConsumedEvent]:
+    def _commit(self, events: list[ConsumedEvent], positions: dict[tuple[str, int], int]) -> list[ConsumedEvent]:
         """Apply the unseen events and store the new offsets in one transaction; return what was applied."""
         for attempt in range(3):
             try:
@@ -330,3 +321,8 @@ class ProjectionProcessor:
             if high >= 0:
                 lag = max(0, high - self._positions[(topic, partition)])
                 CONSUMER_LAG.labels(self.name, topic, str(partition)).set(lag)
+
+
+def _is_end_of_partition(message: Message) -> bool:
+    error = message.error()
+    return error is not None and error.code() == KafkaError._PARTITION_EOF

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from projections.base import ConsumedEvent, newer, upsert
+from projections.base import ConsumedEvent, Projection, newer, upsert
 from projections.tables import call_register, event_register, visit_register
 
 
@@ -57,9 +57,7 @@ class EventRegister:
                 # SQL evaluates all SET expressions on the old row, so the order here does not matter.
                 **{
                     column: (
-                        lambda excluded, column=column: newer(
-                            excluded, event_register, column, "last_recorded_at"
-                        )
+                        lambda excluded, column=column: newer(excluded, event_register, column, "last_recorded_at")
                     )
                     for column in last_columns
                 },
@@ -97,9 +95,7 @@ class VisitRegister:
                 "recorded_at": event.recorded_at,
             }
         update = {
-            column.name: (
-                lambda excluded, name=column.name: newer(excluded, visit_register, name, "recorded_at")
-            )
+            column.name: (lambda excluded, name=column.name: newer(excluded, visit_register, name, "recorded_at"))
             for column in visit_register.c
             if column.name not in ("office_id", "visit_id")
         }
@@ -152,5 +148,5 @@ class CallRegister:
             upsert(connection, call_register, rows.values(), keys=("office_id", "call_id"))
 
 
-def spine_projections() -> list[EventRegister | VisitRegister | CallRegister]:
+def spine_projections() -> list[Projection]:
     return [EventRegister(), VisitRegister(), CallRegister()]

@@ -18,12 +18,8 @@ from rich.table import Table
 
 from services.core.config import Settings
 
-app = typer.Typer(
-    help="Anchang (案场): event-sourced operations for real-estate sales offices.", no_args_is_help=True
-)
-broker_app = typer.Typer(
-    help="The embedded Kafka broker (tansu), for local use and tests.", no_args_is_help=True
-)
+app = typer.Typer(help="Anchang (案场): event-sourced operations for real-estate sales offices.", no_args_is_help=True)
+broker_app = typer.Typer(help="The embedded Kafka broker (tansu), for local use and tests.", no_args_is_help=True)
 registry_app = typer.Typer(help="The embedded schema registry.", no_args_is_help=True)
 api_app = typer.Typer(help="The ingestion HTTP API.", no_args_is_help=True)
 projections_app = typer.Typer(help="Projection processors (events → SQL read models).", no_args_is_help=True)
@@ -74,9 +70,7 @@ def _broker_processes(settings: Settings, engine: str) -> list[Any]:
     return [seaweed_process(seaweed), tansu_process(TansuConfig(settings.broker_port, run_dir, seaweed))]
 
 
-EngineOption = Annotated[
-    str, typer.Option(help="memory (nothing survives a stop) or s3 (durable, on SeaweedFS).")
-]
+EngineOption = Annotated[str, typer.Option(help="memory (nothing survives a stop) or s3 (durable, on SeaweedFS).")]
 
 
 @broker_app.command("start")
@@ -91,9 +85,7 @@ def broker_start(engine: EngineOption = "s3") -> None:
         console.print(f"{process.name} started (PID {process.running_pid()}, log {process.log_file})")
     config = {"bootstrap.servers": f"127.0.0.1:{settings.broker_port}"}
     created = ensure_topics(config, load_catalogue(), settings.topic_replication_factor)
-    console.print(
-        f"broker ready at 127.0.0.1:{settings.broker_port}; topics created: {', '.join(created) or 'none'}"
-    )
+    console.print(f"broker ready at 127.0.0.1:{settings.broker_port}; topics created: {', '.join(created) or 'none'}")
 
 
 @broker_app.command("stop")
@@ -208,9 +200,7 @@ def topics_create() -> None:
     from services.core.catalog import load_catalogue
 
     settings = Settings()
-    created = ensure_topics(
-        settings.kafka_client_config(), load_catalogue(), settings.topic_replication_factor
-    )
+    created = ensure_topics(settings.kafka_client_config(), load_catalogue(), settings.topic_replication_factor)
     console.print(f"created: {', '.join(created) or 'none (all exist)'}")
 
 
@@ -221,9 +211,7 @@ def topics_list() -> None:
 
     table = Table("topic", "partitions", "key", "event types")
     for topic in load_catalogue().topics.values():
-        table.add_row(
-            topic.name, str(topic.partitions), topic.key, ", ".join(topic.event_types) or "(dead letters)"
-        )
+        table.add_row(topic.name, str(topic.partitions), topic.key, ", ".join(topic.event_types) or "(dead letters)")
     Console().print(table)
 
 
@@ -238,6 +226,11 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         console=console,
     )
+
+
+def _count_lines(path: Path) -> int:
+    with path.open(encoding="utf-8") as lines:
+        return sum(1 for line in lines if line.strip())
 
 
 def _batches(lines: Iterator[str], size: int) -> Iterator[list[tuple[int, Any]]]:
@@ -260,9 +253,7 @@ def _batches(lines: Iterator[str], size: int) -> Iterator[list[tuple[int, Any]]]
 def publish(
     file: Annotated[str, typer.Argument(help="JSON-lines file of events, or - for standard input.")],
     api_key: Annotated[str, typer.Option(envvar="ANCHANG_API_KEY", help="The office's API key.")],
-    url: Annotated[
-        str, typer.Option(envvar="ANCHANG_API_URL", help="The ingestion API.")
-    ] = "http://127.0.0.1:8000",
+    url: Annotated[str, typer.Option(envvar="ANCHANG_API_URL", help="The ingestion API.")] = "http://127.0.0.1:8000",
     batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
 ) -> None:
     """Bulk-import events (one JSON object per line) through the API; rejected lines are reported with
@@ -270,7 +261,7 @@ def publish(
     from services.client import AnchangClient
 
     stream = sys.stdin if file == "-" else Path(file).open(encoding="utf-8")  # noqa: SIM115
-    total = None if file == "-" else sum(1 for line in Path(file).open(encoding="utf-8") if line.strip())
+    total = None if file == "-" else _count_lines(Path(file))
     accepted = rejected = 0
     with AnchangClient(url, api_key) as client, _progress() as progress, stream:
         task = progress.add_task("publishing", total=total)
@@ -286,9 +277,7 @@ def publish(
                     accepted += 1
                 else:
                     rejected += 1
-                    problems = "; ".join(
-                        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in outcome["errors"]
-                    )
+                    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in outcome["errors"])
                     console.print(f"[red]line {number}[/red]: {problems}")
             progress.advance(task, len(batch))
     console.print(f"accepted {accepted}, rejected {rejected}")

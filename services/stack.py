@@ -87,9 +87,7 @@ class Stack:
             )
         api_url = f"http://{s.api_host}:{s.api_port}"
         started.append(
-            ManagedProcess(
-                "api", anchang_command("api", "serve"), run_dir, http_ok(f"{api_url}/healthz"), env=env
-            )
+            ManagedProcess("api", anchang_command("api", "serve"), run_dir, http_ok(f"{api_url}/healthz"), env=env)
         )
         started.append(
             ManagedProcess(

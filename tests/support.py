@@ -32,9 +32,7 @@ def serve_in_thread(app: Any) -> Iterator[str]:
         sock.close()
 
 
-def wait_for(
-    condition: Callable[[], T], timeout: float = 20.0, what: str = "condition", interval: float = 0.05
-) -> T:
+def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "condition", interval: float = 0.05) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -89,9 +87,7 @@ def call_received(call_id: str, *, office: str = "office-a") -> dict[str, Any]:
     }
 
 
-def call_logged(
-    call_id: str, *, office: str = "office-a", blank_fields: list[str] | None = None
-) -> dict[str, Any]:
+def call_logged(call_id: str, *, office: str = "office-a", blank_fields: list[str] | None = None) -> dict[str, Any]:
     return {
         "event_type": "CallLogged",
         "occurred_at": "2026-11-22T10:05:00+08:00",
@@ -118,8 +114,14 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every record of ``topic`` (confluent-kafka Messages), read from the beginning to the end."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.partition.eof": True,
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "test-reader",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
@@ -131,7 +133,7 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
             for message in consumer.consume(1000, timeout=0.5):
                 error = message.error()
                 if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(message.partition())
+                    at_end.add(message.partition() or 0)
                 elif error is None:
                     records.append(message)
         return records

@@ -37,9 +37,13 @@ class Api:
 @pytest.fixture(scope="module")
 def api(broker: str, registry_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     data_dir: Path = tmp_path_factory.mktemp("api")
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker, SCHEMA_REGISTRY_URL=registry_url,
-                        DATABASE_URL=f"sqlite:///{data_dir / 'db.sqlite'}", ANCHANG_DATA_DIR=data_dir,
-                        ANCHANG_API_KEY_CACHE_SECONDS=0.5)  # fmt: skip
+    settings = Settings(
+        KAFKA_BOOTSTRAP_SERVERS=broker,
+        SCHEMA_REGISTRY_URL=registry_url,
+        DATABASE_URL=f"sqlite:///{data_dir / 'db.sqlite'}",
+        ANCHANG_DATA_DIR=data_dir,
+        ANCHANG_API_KEY_CACHE_SECONDS=0.5,
+    )
     migrate(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
     keys = {office: create_key(engine, office, "test", datetime.now(UTC)) for office in ("office-a", "office-b")}
@@ -80,7 +84,9 @@ def test_an_invalid_event_gets_422_naming_the_fields_and_nothing_is_produced(api
 def test_keys_decide_the_office(api: Api, broker: str) -> None:
     before = count_records(broker, "anchang.frontdesk")
     assert httpx.post(api.url + "/v1/events", json=visit_event("v-x")).status_code == 401
-    assert httpx.post(api.url + "/v1/events", json=visit_event("v-x"), headers={"X-API-Key": "ak_nope"}).status_code == 401
+    assert (
+        httpx.post(api.url + "/v1/events", json=visit_event("v-x"), headers={"X-API-Key": "ak_nope"}).status_code == 401
+    )
     forbidden = api.post(visit_event("v-x", office="office-b"), office="office-a")
     assert forbidden.status_code == 403 and "office-b" in forbidden.json()["detail"]
     assert count_records(broker, "anchang.frontdesk") == before
@@ -95,16 +101,28 @@ def test_a_revoked_key_stops_working(api: Api) -> None:
     engine = make_engine(api.settings.resolved_database_url)
     key = create_key(engine, "office-c", "short-lived", datetime.now(UTC))
     headers = {"X-API-Key": key}
-    assert httpx.post(api.url + "/v1/events", json=visit_event("v-c", office="office-c"), headers=headers).status_code == 202
+    assert (
+        httpx.post(api.url + "/v1/events", json=visit_event("v-c", office="office-c"), headers=headers).status_code
+        == 202
+    )
     assert revoke_keys(engine, "office-c", datetime.now(UTC)) == 1
     time.sleep(api.settings.api_key_cache_seconds + 0.1)
-    assert httpx.post(api.url + "/v1/events", json=visit_event("v-c", office="office-c"), headers=headers).status_code == 401
+    assert (
+        httpx.post(api.url + "/v1/events", json=visit_event("v-c", office="office-c"), headers=headers).status_code
+        == 401
+    )
 
 
 def test_batch_accepts_the_good_and_explains_the_bad(api: Api) -> None:
     bad = visit_event("v-b3")
     bad["payload"]["visit_type"] = "VIP"
-    body = [visit_event("v-b1"), call_received("c-b1"), bad, visit_event("v-b4", office="office-b"), "nonsense"]
+    body = [
+        visit_event("v-b1"),
+        call_received("c-b1"),
+        bad,
+        visit_event("v-b4", office="office-b"),
+        "nonsense",
+    ]
     response = api.post(body, path="/v1/events/batch")
     assert response.status_code == 200
     result = response.json()

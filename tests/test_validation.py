@@ -91,8 +91,9 @@ def test_unknown_enum_symbol_is_not_accepted_from_clients(catalogue: Catalogue) 
 
 
 def test_optional_fields_take_their_value_or_null(catalogue: Catalogue) -> None:
-    event, errors = build_event(call_logged("c-1", blank_fields=["phone", "awareness_channel"]), "office-a",
-                                catalogue, RECORDED)  # fmt: skip
+    event, errors = build_event(
+        call_logged("c-1", blank_fields=["phone", "awareness_channel"]), "office-a", catalogue, RECORDED
+    )
     assert errors == [] and event is not None
     assert event.record["blank_fields"] == ["phone", "awareness_channel"]
     assert event.record["wanted_unit_type"] is None

@@ -80,15 +80,12 @@ def inline_shared_types(schema: Any, shared: dict[str, Any], defined: set[str] |
         return schema
     if "name" in schema and schema.get("type") in ("record", "enum", "fixed"):
         defined.add(
-            schema["name"]
-            if "." in schema["name"]
-            else f"{schema.get('namespace', NAMESPACE)}.{schema['name']}"
+            schema["name"] if "." in schema["name"] else f"{schema.get('namespace', NAMESPACE)}.{schema['name']}"
         )
     copy = dict(schema)
     if schema.get("type") == "record":
         copy["fields"] = [
-            {**field, "type": inline_shared_types(field["type"], shared, defined)}
-            for field in schema["fields"]
+            {**field, "type": inline_shared_types(field["type"], shared, defined)} for field in schema["fields"]
         ]
     elif schema.get("type") == "array":
         copy["items"] = inline_shared_types(schema["items"], shared, defined)
@@ -133,9 +130,7 @@ def load_catalogue() -> Catalogue:
     for topic in topics.values():
         for event_type in topic.event_types:
             if event_type in topic_of_type:
-                raise ValueError(
-                    f"{event_type} is routed to both {topic_of_type[event_type].name} and {topic.name}"
-                )
+                raise ValueError(f"{event_type} is routed to both {topic_of_type[event_type].name} and {topic.name}")
             if event_type not in schemas:
                 raise ValueError(f"{topic.name} lists {event_type}, which has no schema in {EVENTS_DIR}")
             topic_of_type[event_type] = topic

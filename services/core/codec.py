@@ -54,7 +54,8 @@ class EventCodec:
 
     def encode(self, event_type: str, record: dict[str, Any], topic: str) -> bytes:
         payload = self._serializers[event_type](record, SerializationContext(topic, MessageField.VALUE))
-        assert payload is not None
+        if not isinstance(payload, bytes):
+            raise TypeError(f"the Avro serializer returned {type(payload).__name__} for {event_type}")
         return payload
 
     def register_all(self) -> None:
@@ -75,9 +76,7 @@ class EventCodec:
         if reader is None:
             raise UndecodableEvent("unknown_event_type", f"schema {schema_id} is {writer.event_type}")
         try:
-            record = fastavro.schemaless_reader(
-                io.BytesIO(value[HEADER.size :]), writer.parsed, reader.parsed
-            )
+            record = fastavro.schemaless_reader(io.BytesIO(value[HEADER.size :]), writer.parsed, reader.parsed)
         except Exception as error:  # fastavro raises many types for corrupt input
             raise UndecodableEvent("corrupt_avro", f"{type(error).__name__}: {error}") from error
         return writer.event_type, dict(record)  # type: ignore[arg-type]

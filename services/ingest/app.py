@@ -135,9 +135,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
     )
     instrument(app, "api")
 
-    def prepare(
-        service: Ingestion, office_id: str, body: Any
-    ) -> tuple[OutgoingEvent | None, list[dict[str, Any]]]:
+    def prepare(service: Ingestion, office_id: str, body: Any) -> tuple[OutgoingEvent | None, list[dict[str, Any]]]:
         """Validate one event; an event for another office raises OfficeMismatch."""
         try:
             event, errors = build_event(body, office_id, service.catalogue, service.clock().astimezone(UTC))
@@ -161,9 +159,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         status_code=202,
         response_model=Accepted,
         summary="Publish one event",
-        openapi_extra={
-            "requestBody": {"content": {"application/json": {"schema": EventIn.model_json_schema()}}}
-        },
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": EventIn.model_json_schema()}}}},
         responses={
             401: {"description": "No or bad API key"},
             403: {"description": "Event for another office"},
@@ -206,9 +202,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
     @app.get("/v1/register", summary="Event counts and last event per type, for the key's office")
     async def register(service: Service, office_id: Office) -> list[dict[str, Any]]:
         query = (
-            select(event_register)
-            .where(event_register.c.office_id == office_id)
-            .order_by(event_register.c.event_type)
+            select(event_register).where(event_register.c.office_id == office_id).order_by(event_register.c.event_type)
         )
         return await asyncio.to_thread(_rows, service.engine, query)
 
@@ -258,9 +252,7 @@ def _bearer(header: str | None) -> str | None:
 
 def _rows(engine: Engine, query: Any) -> list[dict[str, Any]]:
     with engine.connect() as connection:
-        return [
-            {key: _utc(value) for key, value in row._mapping.items()} for row in connection.execute(query)
-        ]
+        return [{key: _utc(value) for key, value in row._mapping.items()} for row in connection.execute(query)]
 
 
 def _utc(value: Any) -> Any:

@@ -44,9 +44,7 @@ def build_event(
     if not isinstance(body, dict):
         return None, [FieldError((), "an event must be a JSON object", "record_type")]
     errors = [
-        FieldError(
-            (name,), f"unknown field; allowed: {', '.join(sorted(ENVELOPE_INPUT_FIELDS))}", "extra_forbidden"
-        )
+        FieldError((name,), f"unknown field; allowed: {', '.join(sorted(ENVELOPE_INPUT_FIELDS))}", "extra_forbidden")
         for name in sorted(set(body) - ENVELOPE_INPUT_FIELDS)
     ]
     event_type = body.get("event_type")
@@ -59,9 +57,7 @@ def build_event(
         ]
     claimed_office = body.get("office_id")
     if claimed_office is not None and claimed_office != office_id:
-        raise OfficeMismatch(
-            f"this API key belongs to office {office_id!r}, the event names {claimed_office!r}"
-        )
+        raise OfficeMismatch(f"this API key belongs to office {office_id!r}, the event names {claimed_office!r}")
     event_id = body.get("event_id") or str(uuid.uuid4())
     envelope = {
         "event_id": event_id,
@@ -78,7 +74,7 @@ def build_event(
     errors.extend(schema_errors)
     if errors:
         return None, errors
-    topic = catalogue.topic_of_type[event_type]
+    topic = catalogue.topic_of_type[schema.event_type]
     return OutgoingEvent(
-        event_type, str(record["envelope"]["event_id"]), office_id, topic.name, topic.key_of(record), record
+        schema.event_type, str(record["envelope"]["event_id"]), office_id, topic.name, topic.key_of(record), record
     ), []

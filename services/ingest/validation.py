@@ -42,9 +42,7 @@ class _Converter:
             return self._primitive(schema, value, loc)
         kind = schema["type"]
         if kind in ("record", "enum", "fixed"):
-            name = (
-                schema["name"] if "." in schema["name"] else f"{schema.get('namespace', '')}.{schema['name']}"
-            )
+            name = schema["name"] if "." in schema["name"] else f"{schema.get('namespace', '')}.{schema['name']}"
             self.named[name] = schema
         if kind == "record":
             return self._record(schema, value, loc)
@@ -72,9 +70,7 @@ class _Converter:
             return value
         known = {field["name"] for field in schema["fields"]}
         for unknown in sorted(set(value) - known):
-            self.fail(
-                (*loc, unknown), f"unknown field; allowed: {', '.join(sorted(known))}", "extra_forbidden"
-            )
+            self.fail((*loc, unknown), f"unknown field; allowed: {', '.join(sorted(known))}", "extra_forbidden")
         datum: dict[str, Any] = {}
         for field in schema["fields"]:
             name = field["name"]

@@ -52,9 +52,7 @@ class AsyncProducer:
             if error is not None:
                 loop.call_soon_threadsafe(_set_exception, future, KafkaException(error))
             else:
-                delivered = Delivered(
-                    message.topic() or topic, message.partition() or 0, message.offset() or 0
-                )
+                delivered = Delivered(message.topic() or topic, message.partition() or 0, message.offset() or 0)
                 loop.call_soon_threadsafe(_set_result, future, delivered)
 
         while True:

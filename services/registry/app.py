@@ -171,9 +171,7 @@ def _compatibility(messages: list[str], verbose: bool) -> dict[str, Any]:
 
 
 @router.post("/compatibility/subjects/{subject:path}/versions/{version}")
-def check_version(
-    subject: str, version: str, body: SchemaBody, store: Store, verbose: bool = False
-) -> dict[str, Any]:
+def check_version(subject: str, version: str, body: SchemaBody, store: Store, verbose: bool = False) -> dict[str, Any]:
     """``latest`` follows the subject's level (all versions if transitive); a number tests that one."""
     return _compatibility(store.check(subject, body.avro(), parse_version(version)), verbose)
 

@@ -15,7 +15,5 @@ def incompatibilities(reader_schema: str, writer_schema: str) -> list[str]:
         return []
     return [
         f"{kind.name.lower()} at {location}: {message}"
-        for kind, location, message in zip(
-            result.incompatibilities, result.locations, result.messages, strict=False
-        )
+        for kind, location, message in zip(result.incompatibilities, result.locations, result.messages, strict=False)
     ]

@@ -290,9 +290,7 @@ class SchemaStore:
                 )
             schema_id = row[0] if row else self._insert_schema(db, canonical, schema)
             # Soft-deleted versions keep their numbers, as in Confluent.
-            (latest,) = db.execute(
-                "SELECT MAX(version) FROM versions WHERE subject = ?", (subject,)
-            ).fetchone()
+            (latest,) = db.execute("SELECT MAX(version) FROM versions WHERE subject = ?", (subject,)).fetchone()
             version = (latest or 0) + 1
             db.execute(
                 "INSERT INTO versions (subject, version, schema_id) VALUES (?, ?, ?)",
@@ -342,9 +340,7 @@ class SchemaStore:
     def delete_subject(self, subject: str, *, permanent: bool = False) -> list[int]:
         """Soft-delete the subject's versions, or erase them once soft-deleted; returns their numbers."""
         with self._transaction("IMMEDIATE") as db:
-            rows = db.execute(
-                "SELECT version, deleted FROM versions WHERE subject = ?", (subject,)
-            ).fetchall()
+            rows = db.execute("SELECT version, deleted FROM versions WHERE subject = ?", (subject,)).fetchall()
             if not rows:
                 raise SubjectNotFound(f"Subject '{subject}' not found.")
             live = [version for version, deleted in rows if not deleted]
