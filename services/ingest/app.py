@@ -12,7 +12,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, select
 
 from projections.db import make_engine
 from projections.tables import call_register, event_register, visit_register
@@ -201,34 +201,15 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
 
     @app.get("/v1/register", summary="Event counts and last event per type, for the key's office")
     async def register(service: Service, office_id: Office) -> list[dict[str, Any]]:
-        query = (
-            select(event_register).where(event_register.c.office_id == office_id).order_by(event_register.c.event_type)
-        )
-        return await asyncio.to_thread(_rows, service.engine, query)
+        return await _office_rows(service, event_register, office_id, event_register.c.event_type, limit=None)
 
     @app.get("/v1/visits", summary="The visit register (来访登记), newest first")
-    async def visits(
-        service: Service, office_id: Office, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-    ) -> list[dict[str, Any]]:
-        query = (
-            select(visit_register)
-            .where(visit_register.c.office_id == office_id)
-            .order_by(visit_register.c.arrived_at.desc())
-            .limit(limit)
-        )
-        return await asyncio.to_thread(_rows, service.engine, query)
+    async def visits(service: Service, office_id: Office, limit: Limit = 100) -> list[dict[str, Any]]:
+        return await _office_rows(service, visit_register, office_id, visit_register.c.arrived_at.desc(), limit)
 
     @app.get("/v1/calls", summary="The call register (来电登记), newest first")
-    async def calls(
-        service: Service, office_id: Office, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-    ) -> list[dict[str, Any]]:
-        query = (
-            select(call_register)
-            .where(call_register.c.office_id == office_id)
-            .order_by(call_register.c.updated_at.desc())
-            .limit(limit)
-        )
-        return await asyncio.to_thread(_rows, service.engine, query)
+    async def calls(service: Service, office_id: Office, limit: Limit = 100) -> list[dict[str, Any]]:
+        return await _office_rows(service, call_register, office_id, call_register.c.updated_at.desc(), limit)
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, str]:
@@ -248,6 +229,17 @@ def _bearer(header: str | None) -> str | None:
     if header and header.lower().startswith("bearer "):
         return header[7:].strip()
     return None
+
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many rows.")]
+
+
+async def _office_rows(
+    service: Ingestion, table: Table, office_id: str, order_by: Any, limit: int | None
+) -> list[dict[str, Any]]:
+    """Rows of an office-scoped projection table: an office sees only its own."""
+    query = select(table).where(table.c.office_id == office_id).order_by(order_by).limit(limit)
+    return await asyncio.to_thread(_rows, service.engine, query)
 
 
 def _rows(engine: Engine, query: Any) -> list[dict[str, Any]]:
