@@ -24,7 +24,7 @@ from projections.tables import processed_events, projection_offsets
 from services.core.catalog import Catalogue
 from services.core.clock import Clock, system_clock
 from services.core.codec import EventCodec, UndecodableEvent
-from services.core.metrics import CONSUMER_LAG, EVENT_LATENCY, EVENTS_CONSUMED
+from services.core.metrics import ASSIGNED_PARTITIONS, CONSUMER_LAG, EVENT_LATENCY, EVENTS_CONSUMED
 from services.kafka.deadletter import DeadLetterSink, Rejected
 
 log = logging.getLogger(__name__)
@@ -141,11 +141,13 @@ class ProjectionProcessor:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.assign(self._starting_offsets(partitions))
+        ASSIGNED_PARTITIONS.labels(self.name).set(len(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for partition in partitions:
             self._positions.pop((partition.topic, partition.partition), None)
         consumer.unassign()
+        ASSIGNED_PARTITIONS.labels(self.name).set(0)
 
     def _starting_offsets(self, partitions: Iterable[TopicPartition]) -> list[TopicPartition]:
         """Resume each partition from the offset committed in SQL (or the beginning)."""

@@ -19,7 +19,7 @@ import httpx
 from prometheus_client import Gauge, start_http_server
 from sqlalchemy import func, select
 
-from deploy.process import ManagedProcess, port_open
+from deploy.process import ManagedProcess
 from deploy.seaweed import SeaweedConfig, seaweed_process
 from deploy.tansu import TansuConfig, tansu_process
 from deploy.topics import ensure_topics
@@ -41,6 +41,19 @@ def http_ok(url: str) -> Callable[[], bool]:
             return httpx.get(url, timeout=1.0).status_code < 500
         except httpx.HTTPError:
             return False
+
+    return check
+
+
+def metric_positive(url: str, metric: str) -> Callable[[], bool]:
+    """True once ``url`` serves ``metric`` with a value above zero."""
+
+    def check() -> bool:
+        try:
+            text = httpx.get(url, timeout=1.0).text
+        except httpx.HTTPError:
+            return False
+        return any(line.startswith(metric) and float(line.rsplit(" ", 1)[1]) > 0 for line in text.splitlines())
 
     return check
 
@@ -89,12 +102,15 @@ class Stack:
         started.append(
             ManagedProcess("api", anchang_command("api", "serve"), run_dir, http_ok(f"{api_url}/healthz"), env=env)
         )
+        # Ready once it has joined its group and been given partitions, not merely started.
         started.append(
             ManagedProcess(
                 "projector",
                 anchang_command("projections", "run"),
                 run_dir,
-                lambda: port_open("127.0.0.1", s.projector_metrics_port),
+                metric_positive(
+                    f"http://127.0.0.1:{s.projector_metrics_port}/", "anchang_consumer_assigned_partitions"
+                ),
                 env=env,
             )
         )
@@ -153,7 +169,7 @@ class Stack:
                 f" http://127.0.0.1:{settings.supervisor_metrics_port}/metrics"
                 + (f", {settings.schema_registry_url}/metrics" if self.embedded_registry else ""),
                 f"  Logs                {self.run_dir}/*.log",
-                f"  API key of {DEMO_OFFICE:<9}{key}",
+                f"  API key of {DEMO_OFFICE}  {key}",
             ]
         )
 
@@ -193,4 +209,4 @@ def run_stack(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    return stack.run(stop, on_ready=print)
+    return stack.run(stop, on_ready=lambda banner: print(banner, flush=True))

@@ -47,6 +47,11 @@ CONSUMER_LAG = Gauge(
     "Records not yet processed: the high watermark of the last fetch minus the processor's position.",
     ["processor", "topic", "partition"],
 )
+ASSIGNED_PARTITIONS = Gauge(
+    "anchang_consumer_assigned_partitions",
+    "Partitions currently assigned to the processor (0 until it has joined its group).",
+    ["processor"],
+)
 DEAD_LETTERS = Counter(
     "anchang_dead_letters_total",
     "Records sent to the dead-letter topic, by processor, source topic and reason code.",
