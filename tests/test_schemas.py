@@ -128,9 +128,7 @@ def load_json_dir(directory: Path) -> dict[str, dict[str, Any]]:
 TYPES = load_json_dir(TYPES_DIR)
 EVENTS = load_json_dir(EVENTS_DIR)
 NAMED = parse_types(list(TYPES.values()))
-TOPICS: dict[str, dict[str, Any]] = tomllib.loads((SCHEMAS / "topics.toml").read_text(encoding="utf-8"))[
-    "topics"
-]
+TOPICS: dict[str, dict[str, Any]] = tomllib.loads((SCHEMAS / "topics.toml").read_text(encoding="utf-8"))["topics"]
 TOPIC_OF_EVENT = {event: topic for topic, spec in TOPICS.items() for event in spec.get("event_types", [])}
 
 
@@ -186,9 +184,7 @@ def test_event_file_conventions(event_type: str) -> None:
     assert (first["name"], first["type"]) == ("envelope", ENVELOPE), "the envelope must be field 0, by name"
     names = [f["name"] for f in schema["fields"]]
     assert len(names) == len(set(names)), "duplicate field names"
-    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in names), (
-        f"payload fields must be snake_case: {names}"
-    )
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in names), f"payload fields must be snake_case: {names}"
     doc = schema.get("doc", "")
     assert re.search(r"\b[A-Z]{2,4}-X?\d{2}\b", doc), "the record doc must name the rule ids it serves"
     assert re.search(r"[\u4e00-\u9fff]", doc), "the record doc must give the Chinese term"
@@ -237,9 +233,7 @@ def test_union_defaults_match_the_first_branch(name: str) -> None:
             continue
         where = f"{record}.{field['name']}"
         if union[0] == "null":
-            assert "default" in field and field["default"] is None, (
-                f"{where}: optional fields default to null"
-            )
+            assert "default" in field and field["default"] is None, f"{where}: optional fields default to null"
         if "default" in field:
             assert _valid_for(field["default"], union[0]), (
                 f"{where}: default {field['default']!r} is not valid for the first branch {union[0]!r}"
@@ -411,9 +405,7 @@ def test_compatibility_check_is_not_vacuous() -> None:
     assert any("added_without_default" in p for p in problems), problems
 
     with_optional = copy.deepcopy(current)
-    with_optional["fields"].append(
-        {"name": "added_optional", "type": ["null", "string"], "default": None, "doc": "x"}
-    )
+    with_optional["fields"].append({"name": "added_optional", "type": ["null", "string"], "default": None, "doc": "x"})
     assert incompatibilities(canonical_json(with_optional), canonical_json(current)) == []
 
 
