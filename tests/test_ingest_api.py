@@ -16,6 +16,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from projections.db import make_engine, migrate
+from services.client import AnchangClient, AnchangError
 from services.core.config import Settings
 from services.ingest.app import create_app
 from services.ingest.keys import create_key, revoke_keys
@@ -149,3 +150,14 @@ def test_openapi_metrics_and_catalogue_are_served(api: Api) -> None:
     metrics = httpx.get(api.url + "/metrics").text
     assert 'anchang_http_requests_total{method="POST",route="/v1/events",service="api",status="422"}' in metrics
     assert 'anchang_events_produced_total{event_type="VisitRegistered",office_id="office-a"}' in metrics
+
+
+def test_the_python_client_publishes_and_explains_refusals(api: Api) -> None:
+    with AnchangClient(api.url, api.keys["office-a"]) as client:
+        accepted = client.publish(visit_event("v-client"))
+        assert accepted["topic"] == "anchang.frontdesk" and accepted["offset"] >= 0
+        batch = client.publish_batch([visit_event("v-client-2"), {"event_type": "Nope"}])
+        assert (batch["accepted"], batch["rejected"]) == (1, 1)
+        with pytest.raises(AnchangError) as refused:
+            client.publish(visit_event("v-client-3", visit_type="VIP"))
+    assert refused.value.status == 422 and refused.value.detail[0]["loc"] == ["payload", "visit_type"]
