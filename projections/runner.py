@@ -57,6 +57,8 @@ class ProjectionProcessor:
         session_timeout_ms: int = 6000,
         heartbeat_interval_ms: int = 1000,
         clock: Clock = system_clock,
+        tick: Callable[[], None] | None = None,
+        poll_timeout: float = 0.5,
     ) -> None:
         self.name = name
         self.projections = projections
@@ -67,6 +69,8 @@ class ProjectionProcessor:
         self.dead_letters = dead_letters
         self.batch_size = batch_size
         self.clock = clock
+        self.tick = tick  # called after every batch (or idle poll) of run(): timers hang off it
+        self.poll_timeout = poll_timeout
         self._consumer_config = {
             **kafka_config,
             "group.id": group_id or name,
@@ -87,7 +91,9 @@ class ProjectionProcessor:
         consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             while not stop.is_set():
-                self._process(consumer, consumer.consume(self.batch_size, timeout=0.5))
+                self._process(consumer, self._next_batch(consumer))
+                if self.tick is not None:
+                    self.tick()
         finally:
             consumer.close()
 
@@ -102,7 +108,7 @@ class ProjectionProcessor:
         last_activity = time.monotonic()
         try:
             while len(at_end) < len(partitions):
-                messages = consumer.consume(self.batch_size, timeout=0.5)
+                messages = self._next_batch(consumer)
                 for message in messages:
                     key = (message.topic() or "", message.partition() or 0)
                     if _is_end_of_partition(message):
@@ -121,6 +127,15 @@ class ProjectionProcessor:
         finally:
             consumer.close()
         return done
+
+    def _next_batch(self, consumer: Consumer) -> list[Message]:
+        """Wait for one record (up to ``poll_timeout``), then take whatever else is already fetched: low
+        latency when records trickle in, big batches when they pour (``consume`` alone would wait for a
+        full batch or the whole timeout)."""
+        first = consumer.poll(self.poll_timeout)
+        if first is None:
+            return []
+        return [first, *consumer.consume(self.batch_size - 1, timeout=0)]
 
     def reset(self) -> None:
         """Empty this processor's tables, offsets and seen-event ids (for a rebuild from offset 0)."""

@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     # SeaweedFS's S3 port; its other nine listeners use the ports right after it.
     seaweed_base_port: int = Field(8333, alias="ANCHANG_SEAWEED_BASE_PORT")
 
+    policy_file: Path | None = Field(
+        None, alias="ANCHANG_POLICY_FILE", description="Per-office policy (TOML); see services/sales/policies.py."
+    )
+    decision_timeout_seconds: float = Field(
+        5.0, alias="ANCHANG_DECISION_TIMEOUT_SECONDS", description="How long the API waits for a 销控 decision."
+    )
+    sales_processor_group: str = Field("anchang-unit-decisions", alias="ANCHANG_SALES_PROCESSOR_GROUP")
+    sales_metrics_port: int = Field(9102, alias="ANCHANG_SALES_METRICS_PORT")
     projector_group: str = Field("anchang-projections", alias="ANCHANG_PROJECTOR_GROUP")
     projector_batch_size: int = Field(5000, alias="ANCHANG_PROJECTOR_BATCH_SIZE")
 
