@@ -4,12 +4,13 @@ For trusted in-house producers (importers, processors, benchmarks) that live nex
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from confluent_kafka import Producer
 
 from services.core.catalog import Catalogue
+from services.core.clock import Clock, system_clock
 from services.core.codec import EventCodec
 from services.ingest.events import build_event
 from services.kafka.producer import producer_config
@@ -20,17 +21,20 @@ class InvalidEvent(ValueError):
 
 
 class DirectPublisher:
-    def __init__(self, kafka_config: dict[str, Any], codec: EventCodec, catalogue: Catalogue) -> None:
+    def __init__(
+        self, kafka_config: dict[str, Any], codec: EventCodec, catalogue: Catalogue, clock: Clock = system_clock
+    ) -> None:
         self.producer = Producer(producer_config(kafka_config))
         self.codec = codec
         self.catalogue = catalogue
+        self.clock = clock  # gives recorded_at, as the API's clock does
 
     def publish(self, body: dict[str, Any], *, office_id: str | None = None) -> str:
         """Validate, encode and enqueue one API-shaped event body; return its event id."""
         office = office_id or body.get("office_id")
         if not office:
             raise InvalidEvent("office_id is required")
-        event, errors = build_event(body, office, self.catalogue, datetime.now(UTC))
+        event, errors = build_event(body, office, self.catalogue, self.clock().astimezone(UTC))
         if event is None:
             raise InvalidEvent("; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors))
         value = self.codec.encode(event.event_type, event.record, event.topic)

@@ -527,10 +527,21 @@ def _reject(state: UnitState, command: Command, rule_id: str, reason: str) -> li
     ]
 
 
+ROLE_REFUSAL = "role "  # how every refusal for the actor's role (§12) begins
+
+
+def is_role_refusal(fact: Fact) -> bool:
+    """A refusal because the actor's role may not do this at all (the API answers 403), not because of the
+    unit's state (409)."""
+    return isinstance(fact, LockRejected | CommandRejected) and fact.reason.startswith(ROLE_REFUSAL)
+
+
 def _role_refused(command: Command, allowed: frozenset[str]) -> str | None:
     if command.actor_role in allowed:
         return None
-    return f"role {command.actor_role} may not {type(command).__name__} (allowed: {', '.join(sorted(allowed))})"
+    return (
+        f"{ROLE_REFUSAL}{command.actor_role} may not {type(command).__name__} (allowed: {', '.join(sorted(allowed))})"
+    )
 
 
 def decide(state: UnitState, command: Command, policy: SalesPolicy) -> list[Fact]:
