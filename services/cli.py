@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +23,9 @@ broker_app = typer.Typer(help="The embedded Kafka broker (tansu), for local use 
 registry_app = typer.Typer(help="The embedded schema registry.", no_args_is_help=True)
 api_app = typer.Typer(help="The ingestion HTTP API.", no_args_is_help=True)
 projections_app = typer.Typer(help="Projection processors (events → SQL read models).", no_args_is_help=True)
+sales_app = typer.Typer(
+    help="The 销控 decision processor (units: locks, orders, payments, refunds).", no_args_is_help=True
+)
 keys_app = typer.Typer(help="Office API keys.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics from the topic catalogue.", no_args_is_help=True)
 db_app = typer.Typer(help="The projection database.", no_args_is_help=True)
@@ -34,6 +37,7 @@ for sub, name in [
     (keys_app, "keys"),
     (topics_app, "topics"),
     (db_app, "db"),
+    (sales_app, "sales"),
 ]:
     app.add_typer(sub, name=name)
 
@@ -134,20 +138,34 @@ def api_serve() -> None:
 
 @projections_app.command("run")
 def projections_run() -> None:
-    """Run the projection processor until SIGTERM/Ctrl-C (metrics on $ANCHANG_PROJECTOR_METRICS_PORT)."""
+    """Run the projection processors until SIGTERM/Ctrl-C (metrics on $ANCHANG_PROJECTOR_METRICS_PORT)."""
+    from projections.service import run
+
+    settings = Settings()
+    _run_until_signalled(settings.projector_metrics_port, lambda stop: run(settings, stop))
+
+
+def _run_until_signalled(metrics_port: int, run: Callable[[threading.Event], None]) -> None:
     import signal
 
     from prometheus_client import start_http_server
 
-    from projections.service import run
-
     _logging()
-    settings = Settings()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    start_http_server(settings.projector_metrics_port, addr="127.0.0.1")
-    run(settings, stop)
+    start_http_server(metrics_port, addr="127.0.0.1")
+    run(stop)
+
+
+@sales_app.command("run")
+def sales_run() -> None:
+    """Run the 销控 decision processor and its payment-deadline timer until SIGTERM/Ctrl-C
+    (metrics on $ANCHANG_SALES_METRICS_PORT)."""
+    from services.sales.service import run
+
+    settings = Settings()
+    _run_until_signalled(settings.sales_metrics_port, lambda stop: run(settings, stop))
 
 
 @projections_app.command("rebuild")

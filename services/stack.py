@@ -114,6 +114,15 @@ class Stack:
                 env=env,
             )
         )
+        started.append(
+            ManagedProcess(
+                "sales",
+                anchang_command("sales", "run"),
+                run_dir,
+                metric_positive(f"http://127.0.0.1:{s.sales_metrics_port}/", "anchang_consumer_assigned_partitions"),
+                env=env,
+            )
+        )
         return started
 
     def run(self, stop: threading.Event, on_ready: Callable[[str], None]) -> int:
@@ -166,6 +175,7 @@ class Stack:
                 f"  Schema registry     {settings.schema_registry_url}",
                 f"  Database            {settings.resolved_database_url}",
                 f"  Metrics             {api}/metrics, http://127.0.0.1:{settings.projector_metrics_port}/metrics,"
+                f" http://127.0.0.1:{settings.sales_metrics_port}/metrics,"
                 f" http://127.0.0.1:{settings.supervisor_metrics_port}/metrics"
                 + (f", {settings.schema_registry_url}/metrics" if self.embedded_registry else ""),
                 f"  Logs                {self.run_dir}/*.log",

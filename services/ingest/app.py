@@ -69,6 +69,7 @@ class Ingestion:
         self.engine = engine
         self.clock = clock
         self.keys = KeyStore(engine, settings.api_key_cache_seconds)
+        self.decision_timeout = settings.decision_timeout_seconds
         self.codec = EventCodec(SchemaRegistryClient(settings.schema_registry_config()), catalogue)
         self.codec.register_all()
         self.producer = AsyncProducer(settings.kafka_client_config())
@@ -210,6 +211,11 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
     @app.get("/v1/calls", summary="The call register (来电登记), newest first")
     async def calls(service: Service, office_id: Office, limit: Limit = 100) -> list[dict[str, Any]]:
         return await _office_rows(service, call_register, office_id, call_register.c.updated_at.desc(), limit)
+
+    # Imported here: the routers use this module's dependencies (Service, Office).
+    from services.ingest.units import router as units_router
+
+    app.include_router(units_router)
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, str]:
