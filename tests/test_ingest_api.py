@@ -17,6 +17,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from projections.db import make_engine, migrate
 from services.client import AnchangClient, AnchangError
+from services.core.catalog import Catalogue
 from services.core.config import Settings
 from services.ingest.app import create_app
 from services.ingest.keys import create_key, revoke_keys
@@ -141,12 +142,12 @@ def test_bad_json_and_oversized_batches_are_4xx(api: Api) -> None:
     assert api.post({"not": "a list"}, path="/v1/events/batch").status_code == 422
 
 
-def test_openapi_metrics_and_catalogue_are_served(api: Api) -> None:
+def test_openapi_metrics_and_catalogue_are_served(api: Api, catalogue: Catalogue) -> None:
     spec = httpx.get(api.url + "/openapi.json").json()
     assert {"/v1/events", "/v1/events/batch", "/v1/visits", "/v1/calls", "/v1/register"} <= set(spec["paths"])
     assert httpx.get(api.url + "/docs").status_code == 200
     types = httpx.get(api.url + "/v1/event-types").json()
-    assert len(types) == 19 and types["ClockedIn"]["topic"] == "anchang.staff"
+    assert len(types) == len(catalogue.schemas) and types["ClockedIn"]["topic"] == "anchang.staff"
     metrics = httpx.get(api.url + "/metrics").text
     assert 'anchang_http_requests_total{method="POST",route="/v1/events",service="api",status="422"}' in metrics
     assert 'anchang_events_produced_total{event_type="VisitRegistered",office_id="office-a"}' in metrics
