@@ -21,6 +21,7 @@ JOBS = {
     "anchang-projector": "projector_metrics_port",
     "anchang-supervisor": "supervisor_metrics_port",
     "anchang-registry": "registry_port",
+    "anchang-sales": "sales_metrics_port",
 }
 
 _JOB_LINE = re.compile(r"^\s*-\s*job_name:\s*[\"']?(?P<job>[\w.-]+)[\"']?\s*(?:#.*)?$")

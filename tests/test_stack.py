@@ -33,7 +33,7 @@ BANNER = "Anchang is running."
 OFFICE = "demo-office"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
-CHILDREN = {"seaweed", "tansu", "registry", "api", "projector"}
+CHILDREN = {"seaweed", "tansu", "registry", "api", "projector", "sales"}
 # Settings that make `anchang up` use outside services instead of starting its own.
 OUTSIDE_SERVICES = ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL")
 
@@ -54,13 +54,14 @@ class MainJob:
         self.root = root
         self.data_dir = root / "data"
         seaweed = free_port_block(10)
-        api, registry, broker, projector, supervisor = _distinct_free_ports(5, range(seaweed, seaweed + 10))
+        api, registry, broker, projector, supervisor, sales = _distinct_free_ports(6, range(seaweed, seaweed + 10))
         self.ports = {
             "api": api,
             "registry": registry,
             "broker": broker,
             "projector": projector,
             "supervisor": supervisor,
+            "sales": sales,
             "seaweed": seaweed,
         }
         env = {
@@ -75,6 +76,7 @@ class MainJob:
             ANCHANG_BROKER_PORT=str(broker),
             ANCHANG_PROJECTOR_METRICS_PORT=str(projector),
             ANCHANG_SUPERVISOR_METRICS_PORT=str(supervisor),
+            ANCHANG_SALES_METRICS_PORT=str(sales),
             ANCHANG_SEAWEED_BASE_PORT=str(seaweed),
             COLUMNS="200",  # rich wraps `anchang publish` messages at 80 columns otherwise
         )
@@ -319,6 +321,7 @@ def test_c_prometheus_scrapes_every_process(job: MainJob, tmp_path: Path) -> Non
                 "anchang-projector": job.ports["projector"],
                 "anchang-supervisor": job.ports["supervisor"],
                 "anchang-registry": job.ports["registry"],
+                "anchang-sales": job.ports["sales"],
             }
         )
     )
@@ -337,7 +340,7 @@ def test_c_prometheus_scrapes_every_process(job: MainJob, tmp_path: Path) -> Non
 
         expected = consumed(job)  # nothing is posted while this test runs
         assert expected >= 1
-        jobs = {"anchang-api", "anchang-projector", "anchang-supervisor", "anchang-registry"}
+        jobs = {"anchang-api", "anchang-projector", "anchang-supervisor", "anchang-registry", "anchang-sales"}
         selector = f'anchang_events_consumed_total{{event_type="VisitRegistered",office_id="{OFFICE}"}}'
         up: dict[str, float] = {}
         scraped: list[dict[str, Any]] = []
