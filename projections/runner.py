@@ -59,6 +59,7 @@ class ProjectionProcessor:
         clock: Clock = system_clock,
         tick: Callable[[], None] | None = None,
         poll_timeout: float = 0.5,
+        fetch_wait_ms: int = 100,
     ) -> None:
         self.name = name
         self.projections = projections
@@ -79,7 +80,9 @@ class ProjectionProcessor:
             "enable.partition.eof": True,
             "session.timeout.ms": session_timeout_ms,
             "heartbeat.interval.ms": heartbeat_interval_ms,
-            "fetch.wait.max.ms": 100,
+            # How long the broker may hold a fetch open waiting for data; tansu holds it the whole time, so
+            # this bounds the latency a record can wait before the processor sees it.
+            "fetch.wait.max.ms": fetch_wait_ms,
         }
         self._positions: dict[tuple[str, int], int] = {}
 

@@ -40,6 +40,7 @@ from services.sales.wire import InvalidCommand, fact_event_id, fact_to_record, r
 COMMANDS_TOPIC = "anchang.units.commands"
 FACTS_TOPIC = "anchang.units"
 PROCESSOR_NAME = "unit-decisions"
+REFUSAL_EVENT_TYPES = ("UnitLockRejected", "UnitCommandRejected")
 EXPIRY_NAMESPACE = uuid.UUID("0b9d3f1e-2a4c-4f7b-8e61-3c5d7a9b1f20")
 # If an EXPIRE_DEADLINE put on the log has not been decided after this long, put it there again (same id).
 EXPIRY_RESEND_AFTER = timedelta(seconds=5)
@@ -112,10 +113,11 @@ class UnitDecisions:
         for event in commands:
             unit_id = event.record["unit_id"]
             facts = self._decide(states[unit_id], event)
-            for index, fact in enumerate(facts):
+            fact_ids = [fact_event_id(event.event_id, index) for index in range(len(facts))]
+            for fact, fact_id in zip(facts, fact_ids, strict=True):
                 states[unit_id] = d.evolve(states[unit_id], fact)
-                fact_rows.append(self._emit(fact, fact_event_id(event.event_id, index), event.office_id, recorded_at))
-            decision_rows.append(self._decision_row(event, facts, states[unit_id], recorded_at))
+                fact_rows.append(self._emit(fact, fact_id, event.office_id, recorded_at))
+            decision_rows.append(self._decision_row(event, facts, fact_ids, states[unit_id], recorded_at))
         self._flush()  # facts are on Kafka before the transaction that remembers them commits
         connection.execute(unit_facts.insert(), fact_rows)
         connection.execute(unit_decisions.insert(), decision_rows)
@@ -149,7 +151,7 @@ class UnitDecisions:
                 "caused_by": fact.caused_by, "occurred_at": fact.at, "avro": value}  # fmt: skip
 
     def _decision_row(
-        self, event: ConsumedEvent, facts: list[d.Fact], state: d.UnitState, decided_at: datetime
+        self, event: ConsumedEvent, facts: list[d.Fact], fact_ids: list[str], state: d.UnitState, decided_at: datetime
     ) -> dict[str, Any]:
         rejection = next((fact for fact in facts if isinstance(fact, d.LockRejected | d.CommandRejected)), None)
         outcome = "accepted"
@@ -174,7 +176,7 @@ class UnitDecisions:
             "reason": rejection.reason if rejection else None,
             "current_holder": rejection.current_holder if rejection else None,
             "state_after": summarize(state),
-            "fact_event_ids": [fact_event_id(event.event_id, index) for index in range(len(facts))],
+            "fact_event_ids": fact_ids,
             "command_recorded_at": event.recorded_at,
             "decided_at": decided_at,
         }
@@ -187,6 +189,9 @@ class UnitDecisions:
             rows = connection.execute(
                 select(unit_facts.c.unit_id, unit_facts.c.avro)
                 .where(unit_facts.c.unit_id.in_(ids[start : start + 500]))
+                # Refusals never change a unit's state: skip them, or a contested unit would re-read every
+                # refused attempt on every batch.
+                .where(unit_facts.c.event_type.not_in(REFUSAL_EVENT_TYPES))
                 .order_by(unit_facts.c.seq)
             )
             for unit_id, value in rows:

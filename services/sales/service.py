@@ -48,6 +48,7 @@ def build_decision_processor(settings: Settings, clock: Clock = system_clock) ->
         clock=clock,
         tick=fire_deadlines,
         poll_timeout=0.1,
+        fetch_wait_ms=2,
     )
 
 
