@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from services.core.config import Settings
+from services.sales.inventory import units_app
 
 app = typer.Typer(help="Anchang (案场): event-sourced operations for real-estate sales offices.", no_args_is_help=True)
 broker_app = typer.Typer(help="The embedded Kafka broker (tansu), for local use and tests.", no_args_is_help=True)
@@ -40,6 +41,7 @@ for sub, name in [
     (sales_app, "sales"),
 ]:
     app.add_typer(sub, name=name)
+app.add_typer(units_app, name="units")
 
 console = Console(stderr=True)
 

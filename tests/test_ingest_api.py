@@ -162,3 +162,10 @@ def test_the_python_client_publishes_and_explains_refusals(api: Api) -> None:
         with pytest.raises(AnchangError) as refused:
             client.publish(visit_event("v-client-3", visit_type="VIP"))
     assert refused.value.status == 422 and refused.value.detail[0]["loc"] == ["payload", "visit_type"]
+
+
+def test_facts_decided_by_anchang_cannot_be_posted(api: Api) -> None:
+    body = {"event_type": "UnitLocked", "actor": {"staff_id": "m-1", "role": "SALES_MANAGER"},
+            "payload": {"unit_id": "u-1", "customer_id": "c-1", "confirmed_by": "m-1"}}  # fmt: skip
+    refused = api.post(body)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["type"] == "decided_event"

@@ -24,6 +24,11 @@ class Topic:
     why: str
     event_types: tuple[str, ...]
     dead_letter: bool = False
+    # None: clients may publish every type; else only these (the rest are decided by Anchang itself).
+    client_event_types: tuple[str, ...] | None = None
+
+    def client_may_publish(self, event_type: str) -> bool:
+        return self.client_event_types is None or event_type in self.client_event_types
 
     def key_of(self, event: dict[str, Any]) -> str:
         """The record key: the field named by the catalogue (``envelope.x`` or a top-level field)."""
@@ -116,6 +121,7 @@ def _load_topics() -> dict[str, Topic]:
             why=" ".join(spec["why"].split()),
             event_types=tuple(spec["event_types"]),
             dead_letter=bool(spec.get("dead_letter", False)),
+            client_event_types=tuple(spec["client_event_types"]) if "client_event_types" in spec else None,
         )
         for name, spec in raw["topics"].items()
     }

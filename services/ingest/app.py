@@ -138,6 +138,12 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
 
     def prepare(service: Ingestion, office_id: str, body: Any) -> tuple[OutgoingEvent | None, list[dict[str, Any]]]:
         """Validate one event; an event for another office raises OfficeMismatch."""
+        event_type = body.get("event_type") if isinstance(body, dict) else None
+        topic = service.catalogue.topic_of_type.get(event_type) if isinstance(event_type, str) else None
+        if topic is not None and event_type is not None and not topic.client_may_publish(event_type):
+            EVENTS_REJECTED.labels("decided_event").inc()
+            message = f"{event_type} is decided by Anchang's 销控 processor; send a command (POST /v1/units/...)"
+            return None, [{"loc": ["event_type"], "msg": message, "type": "decided_event"}]
         try:
             event, errors = build_event(body, office_id, service.catalogue, service.clock().astimezone(UTC))
         except OfficeMismatch:
@@ -213,9 +219,11 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         return await _office_rows(service, call_register, office_id, call_register.c.updated_at.desc(), limit)
 
     # Imported here: the routers use this module's dependencies (Service, Office).
+    from services.ingest.board import router as board_router
     from services.ingest.units import router as units_router
 
     app.include_router(units_router)
+    app.include_router(board_router)
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, str]:
