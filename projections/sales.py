@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 from sqlalchemy import Connection, Row, Select, func, select
 
 from projections.base import ConsumedEvent, Projection, upsert
@@ -51,20 +51,9 @@ REFUNDS_PENDING = Gauge(
     "Refund applications (退订/退房) still in their approval chain, by office and stage (SALE-17…19).",
     ["office_id", "stage"],
 )
-# The decision processor counts the same refusals at decision time (anchang_double_sales_blocked_total); this one
-# moves when the read side folds them, so it also moves again on a rebuild.
-DOUBLE_SALE_ATTEMPTS = Counter(
-    "anchang_double_sale_attempts_total",
-    "Attempts on a unit that already had an active claim, refused by the 一房二卖 guard (SALE-06), by office.",
-    ["office_id"],
-)
-# Not anchang_payment_deadlines_missed_total: the decision processor (services/sales/processor.py) counts that one
-# when it decides; this counts the abandonments the read side folds, by reason (SALE-09 timeout or 退订 before paying).
-SUBSCRIPTIONS_ABANDONED = Counter(
-    "anchang_subscriptions_abandoned_total",
-    "Subscriptions (认购) abandoned, by office and reason: PAYMENT_TIMEOUT (SALE-09) or CUSTOMER_WITHDREW (SALE-04).",
-    ["office_id", "reason"],
-)
+# Blocked double sales and missed payment deadlines are counted where they are decided, once, by the decision
+# processor (anchang_double_sales_blocked_total, anchang_payment_deadlines_missed_total): counting them here
+# too would count them again on every rebuild.
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -583,21 +572,13 @@ def audit_row(event: ConsumedEvent) -> dict[str, Any]:
 
 
 class DecisionAudit:
-    """Every fact → ``decision_audit``; also counts blocked double sales (SALE-06) and abandoned subscriptions.
-    The counters move once per applied event (the runner de-duplicates), i.e. once per process lifetime and
-    again on a rebuild: read them as rates."""
+    """Every fact → ``decision_audit``: who asked, who decided, the rule and the outcome."""
 
     tables = (decision_audit,)
 
     def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         facts = [event for event in events if _is_fact(event)]
         upsert(connection, decision_audit, [audit_row(event) for event in facts], keys=("event_id",))
-        for event in facts:
-            fact = to_fact(event.event_type, event.record)
-            if fact is not None and d.is_double_sale_attempt(fact):
-                DOUBLE_SALE_ATTEMPTS.labels(event.office_id).inc()
-            if isinstance(fact, d.SubscriptionAbandoned):
-                SUBSCRIPTIONS_ABANDONED.labels(event.office_id, fact.reason.value).inc()
 
 
 def sales_projections() -> list[Projection]:
