@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
-from projections.base import ConsumedEvent, Projection, upsert
+from projections.base import BulkInsert, ConsumedEvent, Projection, Upsert
 from projections.tables import processed_events, projection_offsets
 from services.core.catalog import Catalogue
 from services.core.clock import Clock, system_clock
@@ -30,6 +31,14 @@ from services.kafka.deadletter import DeadLetterSink, Rejected
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (records done, records known so far)
+
+SQL_IN_CHUNK = 900  # ids per "IN (…)" lookup: stays under SQLite's bound-parameter limit
+PROCESSED_EVENTS_INSERT = BulkInsert(processed_events, ("processor", "event_id", "topic", "partition", "offset"))
+OFFSETS_UPSERT = Upsert(
+    projection_offsets,
+    ("processor", "topic", "partition", "next_offset", "updated_at"),
+    keys=("processor", "topic", "partition"),
+)
 
 
 @dataclass
@@ -198,9 +207,10 @@ class ProjectionProcessor:
                 if not _is_end_of_partition(message):
                     log.warning("%s: consumer error %s", self.name, error)
                 continue
-            outcome.positions[(message.topic() or "", message.partition() or 0)] = (message.offset() or 0) + 1
+            topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
+            outcome.positions[(topic, partition)] = offset + 1
             try:
-                events.append(self._decode(message))
+                events.append(self._decode(message, topic, partition, offset))
             except UndecodableEvent as problem:
                 rejected.append(Rejected(message, problem.reason, problem.detail))
         if not outcome.positions:
@@ -224,7 +234,7 @@ class ProjectionProcessor:
         self._update_lag(consumer)
         return outcome
 
-    def _decode(self, message: Message) -> ConsumedEvent:
+    def _decode(self, message: Message, topic: str, partition: int, offset: int) -> ConsumedEvent:
         event_type, record = self.codec.decode(message.value())
         envelope = record.get("envelope") or {}
         if envelope.get("event_type") != event_type:
@@ -235,19 +245,18 @@ class ProjectionProcessor:
         if not envelope.get("office_id"):
             raise UndecodableEvent("invalid_envelope", "envelope.office_id is empty")
         expected = self.catalogue.topic_of_type[event_type].name
-        if message.topic() != expected:
-            raise UndecodableEvent("wrong_topic", f"{event_type} belongs on {expected}, not {message.topic()}")
-        return ConsumedEvent(message.topic() or "", message.partition() or 0, message.offset() or 0, event_type, record)
+        if topic != expected:
+            raise UndecodableEvent("wrong_topic", f"{event_type} belongs on {expected}, not {topic}")
+        return ConsumedEvent(topic, partition, offset, event_type, record)
 
     def _commit(self, events: list[ConsumedEvent], positions: dict[tuple[str, int], int]) -> list[ConsumedEvent]:
         """Apply the unseen events and store the new offsets in one transaction; return what was applied."""
         for attempt in range(3):
             try:
                 with self.engine.begin() as connection:
-                    fresh = self._unseen(connection, events)
+                    fresh = self._claim(connection, events)
                     for projection in self.projections:
                         projection.apply(connection, fresh)
-                    self._remember(connection, fresh)
                     self._store_offsets(connection, positions)
                 return fresh
             except IntegrityError:
@@ -257,69 +266,58 @@ class ProjectionProcessor:
                     raise
         raise AssertionError("unreachable")
 
-    def _unseen(self, connection: Connection, events: list[ConsumedEvent]) -> list[ConsumedEvent]:
-        if not events:
-            return []
-        ids = list({event.event_id for event in events})
+    def _claim(self, connection: Connection, events: list[ConsumedEvent]) -> list[ConsumedEvent]:
+        """Record the batch's event ids as processed and return the events not processed before, in order.
+
+        An id already stored (a client's retry, or a record re-emitted after a crash) or seen earlier in the
+        batch is dropped. The ids are looked up first and the new ones inserted with a plain INSERT: if another
+        member of the group claims one of them in between (a rebalance race), the INSERT fails on the primary
+        key and ``_commit`` retries the batch, which then sees them as duplicates."""
+        first_of_id: dict[str, ConsumedEvent] = {}
+        for event in events:
+            first_of_id.setdefault(event.event_id, event)
+        # Looked up and inserted in key order: random uuids otherwise reach the index pages in random order.
+        ids = sorted(first_of_id)
+        seen = self._already_processed(connection, ids)
+        rows = []
+        for event_id in ids:
+            if event_id not in seen:
+                event = first_of_id[event_id]
+                rows.append((self.name, event_id, event.topic, event.partition, event.offset))
+        PROCESSED_EVENTS_INSERT.execute_values(connection, rows)
+        return [event for event_id, event in first_of_id.items() if event_id not in seen]
+
+    def _already_processed(self, connection: Connection, event_ids: list[str]) -> set[str]:
         seen: set[str] = set()
-        for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
-            chunk = ids[start : start + 900]
+        for start in range(0, len(event_ids), SQL_IN_CHUNK):
             seen.update(
                 connection.execute(
                     select(processed_events.c.event_id).where(
-                        processed_events.c.processor == self.name, processed_events.c.event_id.in_(chunk)
+                        processed_events.c.processor == self.name,
+                        processed_events.c.event_id.in_(event_ids[start : start + SQL_IN_CHUNK]),
                     )
                 ).scalars()
             )
-        fresh = []
-        for event in events:
-            if event.event_id not in seen:
-                seen.add(event.event_id)
-                fresh.append(event)
-        return fresh
-
-    def _remember(self, connection: Connection, events: list[ConsumedEvent]) -> None:
-        if events:
-            connection.execute(
-                processed_events.insert(),
-                [
-                    {
-                        "processor": self.name,
-                        "event_id": event.event_id,
-                        "topic": event.topic,
-                        "partition": event.partition,
-                        "offset": event.offset,
-                    }
-                    for event in events
-                ],
-            )
+        return seen
 
     def _store_offsets(self, connection: Connection, positions: dict[tuple[str, int], int]) -> None:
         now = self.clock()
-        upsert(
+        OFFSETS_UPSERT.execute_values(
             connection,
-            projection_offsets,
-            [
-                {
-                    "processor": self.name,
-                    "topic": topic,
-                    "partition": partition,
-                    "next_offset": offset,
-                    "updated_at": now,
-                }
-                for (topic, partition), offset in positions.items()
-            ],
-            keys=("processor", "topic", "partition"),
+            [(self.name, topic, partition, offset, now) for (topic, partition), offset in positions.items()],
         )
 
     # ---------------------------------------------------------------- metrics
 
     def _observe(self, applied: list[ConsumedEvent]) -> None:
         now = datetime.now(UTC)  # latency is measured on the wall clock, whatever clock decisions use
-        latency = EVENT_LATENCY.labels(self.name)
+        observe_latency = EVENT_LATENCY.labels(self.name).observe
+        counts: Counter[tuple[str, str]] = Counter()
         for event in applied:
-            EVENTS_CONSUMED.labels(self.name, event.event_type, event.office_id).inc()
-            latency.observe(max(0.0, (now - event.occurred_at).total_seconds()))
+            counts[(event.event_type, event.office_id)] += 1
+            observe_latency(max(0.0, (now - event.occurred_at).total_seconds()))
+        for (event_type, office_id), count in counts.items():
+            EVENTS_CONSUMED.labels(self.name, event_type, office_id).inc(count)
 
     def _known_lag(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> int:
         """Records between our position and the high watermark of the last fetch response. (Not
