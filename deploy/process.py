@@ -27,12 +27,36 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def free_port_block(size: int, host: str = "127.0.0.1") -> int:
-    """The first of ``size`` consecutive free ports (for servers that open several listeners)."""
-    for _ in range(100):
-        start = random.randrange(20_000, 60_000 - size)
-        if not any(port_open(host, port) for port in range(start, start + size)):
+    """The first of ``size`` consecutive free ports (for servers that open several listeners).
+
+    The block is taken below the kernel's ephemeral range: a port there can be taken at any moment
+    by an outgoing connection's local end, which a listener probe does not see (a weed start once
+    failed that way in CI). Each port is checked by binding it, not by connecting to it.
+    """
+    low, high = _ephemeral_range()
+    top = low - size if low - size > 20_000 else 65_000 - size
+    bottom = 20_000 if top == low - size else high + 1
+    for _ in range(200):
+        start = random.randrange(bottom, top)
+        if all(_bindable(host, port) for port in range(start, start + size)):
             return start
     raise RuntimeError(f"no block of {size} free ports found")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    with contextlib.suppress(OSError, ValueError):
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    return 32_768, 60_999
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def port_open(host: str, port: int) -> bool:
@@ -90,7 +114,8 @@ class ManagedProcess:
         pid = int(self.pid_file.read_text().strip() or 0)
         return pid if pid and pid_alive(pid) else None
 
-    def start(self, *, detach: bool = False) -> None:
+    def start(self, *, detach: bool = False, wait: bool = True) -> None:
+        """Launch the process and (``wait``) return once it is ready; without ``wait``, call ``wait_ready``."""
         if (pid := self.running_pid()) is not None:
             raise StartupError(f"{self.name} already runs as PID {pid} (pid file {self.pid_file})")
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,13 +131,18 @@ class ManagedProcess:
                 start_new_session=True,
             )
         self.pid_file.write_text(str(self.popen.pid))
+        if wait:
+            self.wait_ready()
+        if detach:
+            self.popen = None
+
+    def wait_ready(self) -> None:
+        """Return once ``ready`` says so; stop the process and raise (with the log tail) if it dies or times out."""
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
-        if detach:
-            self.popen = None
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout

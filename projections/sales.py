@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Row, Select, func, select
 
 from projections.base import ConsumedEvent, Projection, upsert
 from projections.sales_tables import decision_audit, refunds, unit_board, unit_history, units
+from services.core.clock import stored_utc
 from services.sales import domain as d
 from services.sales.wire import FACT_CLASSES, record_to_fact
 
@@ -124,15 +125,8 @@ def fold_facts(facts: Iterable[d.Fact]) -> d.UnitState:
 # Small helpers
 
 
-def _aware(value: Any) -> Any:
-    # SQLite hands back naive datetimes; everything Anchang stores is UTC.
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _plain(row: Row[Any]) -> dict[str, Any]:
-    return {key: _aware(value) for key, value in row._mapping.items()}
+    return {key: stored_utc(value) for key, value in row._mapping.items()}
 
 
 def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
@@ -255,7 +249,7 @@ class HistoryEntry:
     @classmethod
     def of_row(cls, row: Row[Any]) -> HistoryEntry:
         record = json_to_record(row.record, row.datetime_paths)
-        return cls(row.event_id, row.office_id, row.event_type, _aware(row.occurred_at), record)
+        return cls(row.event_id, row.office_id, row.event_type, stored_utc(row.occurred_at), record)
 
 
 def _stored_histories(connection: Connection, unit_ids: Iterable[str]) -> dict[str, list[Row[Any]]]:
@@ -648,8 +642,8 @@ def history_view(connection: Connection, unit_id: str) -> list[dict[str, Any]]:
                 "event_id": row.event_id,
                 "event_type": row.event_type,
                 "office_id": row.office_id,
-                "occurred_at": _aware(row.occurred_at),
-                "recorded_at": _aware(row.recorded_at),
+                "occurred_at": stored_utc(row.occurred_at),
+                "recorded_at": stored_utc(row.recorded_at),
                 "actor": envelope.get("actor"),
                 "command_id": envelope.get("causation_id"),
                 "payload": {key: value for key, value in row.record.items() if key != "envelope"},
@@ -701,7 +695,7 @@ def board_as_of(
 
 def _prefix_until(rows: Sequence[Row[Any]], at: datetime) -> Iterator[HistoryEntry]:
     for row in rows:
-        if _aware(row.occurred_at) > at:
+        if stored_utc(row.occurred_at) > at:
             return
         yield HistoryEntry.of_row(row)
 

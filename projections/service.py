@@ -10,11 +10,11 @@ from projections.db import make_engine, migrate
 from projections.runner import Progress, ProjectionProcessor
 from projections.sales import sales_projections
 from projections.spine import spine_projections
+from projections.staff import staff_projections
 from services.core.catalog import load_catalogue
 from services.core.codec import EventCodec
 from services.core.config import Settings
 from services.kafka.deadletter import DeadLetterSink
-from services.sales.processor import COMMANDS_TOPIC
 
 PROCESSOR_NAME = "read-models"
 
@@ -27,15 +27,21 @@ def build_processor(settings: Settings) -> ProjectionProcessor:
         PROCESSOR_NAME,
         # One processor, one transaction per batch: the 销控表 folds unit_history and units, so the sales
         # projections must see the same batches.
-        [*spine_projections(), *sales_projections()],
+        [
+            *spine_projections(),
+            *sales_projections(),
+            # issue 4: ownership projections
+            # issue 5: front-desk projections
+            *staff_projections(),
+        ],
         engine=make_engine(settings.resolved_database_url),
         codec=EventCodec(SchemaRegistryClient(settings.schema_registry_config()), catalogue),
         catalogue=catalogue,
         kafka_config=kafka,
         dead_letters=DeadLetterSink(kafka, catalogue.dead_letter_topic.name, PROCESSOR_NAME),
         group_id=settings.projector_group,
-        # The projector skips the command topic: commands are the decision processor's input, not facts.
-        topics=[topic.name for topic in catalogue.event_topics if topic.name != COMMANDS_TOPIC],
+        # The projector skips command topics: commands are the decision processors' input, not facts.
+        topics=[topic.name for topic in catalogue.fact_topics],
         batch_size=settings.projector_batch_size,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,

@@ -413,7 +413,7 @@ def test_kill_9_mid_stream_loses_no_command_and_never_gives_a_unit_two_claims(
     for unit_id, _event_id, avro in remembered:
         in_sql[unit_id].append(codec.decode(avro))
     unit_commands = {unit: {str(record["envelope"]["event_id"]) for _, record in commands[unit]} for unit in units}
-    policies = OfficePolicies.load(settings.policy_file)
+    policies = OfficePolicies.from_settings(settings.policy_file, settings.policy_dir)
     copies, reemitted, statuses = 0, 0, Counter[str]()
     for unit in units:
         # (3) A fact on the log twice is the same fact both times (only recorded_at differs); drop the copies.

@@ -26,6 +26,8 @@ class Topic:
     dead_letter: bool = False
     # None: clients may publish every type; else only these (the rest are decided by Anchang itself).
     client_event_types: tuple[str, ...] | None = None
+    # A command topic holds requests to a decision processor, not facts: read-model projectors skip it.
+    commands: bool = False
 
     def client_may_publish(self, event_type: str) -> bool:
         return self.client_event_types is None or event_type in self.client_event_types
@@ -59,6 +61,11 @@ class Catalogue:
     @property
     def event_topics(self) -> list[Topic]:
         return [topic for topic in self.topics.values() if not topic.dead_letter]
+
+    @property
+    def fact_topics(self) -> list[Topic]:
+        """Topics of facts and observations: what read models project (command topics are left out)."""
+        return [topic for topic in self.event_topics if not topic.commands]
 
 
 def _shared_types() -> dict[str, Any]:
@@ -122,6 +129,7 @@ def _load_topics() -> dict[str, Topic]:
             event_types=tuple(spec["event_types"]),
             dead_letter=bool(spec.get("dead_letter", False)),
             client_event_types=tuple(spec["client_event_types"]) if "client_event_types" in spec else None,
+            commands=bool(spec.get("commands", False)),
         )
         for name, spec in raw["topics"].items()
     }

@@ -179,6 +179,7 @@ def compile_reader(parsed: Any) -> Reader | None:
         "read_long": read_long,
         "uuid_text": uuid_text,
         "EPOCH": EPOCH,
+        "EPOCH_DATE": EPOCH.date(),
         "timedelta": timedelta,
         "unpack_float": struct.Struct("<f").unpack_from,
         "unpack_double": struct.Struct("<d").unpack_from,
@@ -219,6 +220,9 @@ class _ReaderSource:
             if (kind, logical) == ("long", "timestamp-millis"):
                 self.long(target, indent)
                 return self.emit(indent, f"{target} = EPOCH + timedelta(0, 0, 0, {target})")  # exactly as fastavro
+            if (kind, logical) == ("int", "date"):
+                self.long(target, indent)
+                return self.emit(indent, f"{target} = EPOCH_DATE + timedelta({target})")
             if (kind, logical) == ("string", "uuid"):
                 self.string(target, indent)
                 return self.emit(indent, f"{target} = uuid_text({target})")

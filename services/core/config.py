@@ -53,11 +53,20 @@ class Settings(BaseSettings):
     policy_file: Path | None = Field(
         None, alias="ANCHANG_POLICY_FILE", description="Per-office policy (TOML); see services/sales/policies.py."
     )
+    policy_dir: Path | None = Field(
+        None, alias="ANCHANG_POLICY_DIR", description="One TOML file per office; see services/core/policy_files.py."
+    )
     decision_timeout_seconds: float = Field(
         5.0, alias="ANCHANG_DECISION_TIMEOUT_SECONDS", description="How long the API waits for a 销控 decision."
     )
     sales_processor_group: str = Field("anchang-unit-decisions", alias="ANCHANG_SALES_PROCESSOR_GROUP")
     sales_metrics_port: int = Field(9102, alias="ANCHANG_SALES_METRICS_PORT")
+    ownership_processor_group: str = Field("anchang-attribution", alias="ANCHANG_OWNERSHIP_PROCESSOR_GROUP")
+    ownership_metrics_port: int = Field(9103, alias="ANCHANG_OWNERSHIP_METRICS_PORT")
+    frontdesk_processor_group: str = Field("anchang-frontdesk", alias="ANCHANG_FRONTDESK_PROCESSOR_GROUP")
+    frontdesk_metrics_port: int = Field(9104, alias="ANCHANG_FRONTDESK_METRICS_PORT")
+    staff_processor_group: str = Field("anchang-staff", alias="ANCHANG_STAFF_PROCESSOR_GROUP")
+    staff_metrics_port: int = Field(9105, alias="ANCHANG_STAFF_METRICS_PORT")
     projector_group: str = Field("anchang-projections", alias="ANCHANG_PROJECTOR_GROUP")
     projector_batch_size: int = Field(5000, alias="ANCHANG_PROJECTOR_BATCH_SIZE")
 

@@ -36,6 +36,14 @@ class OutgoingEvent:
     record: dict[str, Any]
 
 
+def build_system_event(body: Any, office_id: str, catalogue: Catalogue, recorded_at: datetime) -> OutgoingEvent:
+    """``build_event`` for an event a processor writes itself (a timer): invalid means a bug, so it raises."""
+    event, errors = build_event(body, office_id, catalogue, recorded_at)
+    if event is None:
+        raise ValueError(f"could not build {body.get('event_type')} for {office_id}: {errors}")
+    return event
+
+
 def build_event(
     body: Any, office_id: str, catalogue: Catalogue, recorded_at: datetime
 ) -> tuple[OutgoingEvent | None, list[FieldError]]:

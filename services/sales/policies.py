@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from services.core.policy_files import DEFAULT_FILE, SlicePolicies, read_policy_dir
 from services.sales.policy import DEFAULT_POLICY, SalesPolicy
 
 SETTINGS = ("payment_deadline_seconds", "minimum_deposit_fen", "lock_request_expiry_seconds")
@@ -60,3 +61,19 @@ class OfficePolicies:
     @classmethod
     def load(cls, path: Path | None) -> OfficePolicies:
         return cls() if path is None else cls.from_toml(path.read_text(encoding="utf-8"), str(path))
+
+    @classmethod
+    def from_slice(cls, tables: SlicePolicies) -> OfficePolicies:
+        """From the ``[sales]`` tables of the policy directory (services/core/policy_files.py)."""
+        default = _apply(DEFAULT_POLICY, tables.default, tables.where.get(DEFAULT_FILE, "default"))
+        offices = {office: _apply(default, table, tables.where[office]) for office, table in tables.offices.items()}
+        return cls(default, offices)
+
+    @classmethod
+    def from_settings(cls, policy_file: Path | None, policy_dir: Path | None) -> OfficePolicies:
+        """The policy directory's ``[sales]`` tables if there is a directory, else the single policy file."""
+        if policy_dir is not None:
+            if policy_file is not None:
+                raise ValueError("set ANCHANG_POLICY_DIR or ANCHANG_POLICY_FILE, not both")
+            return cls.from_slice(read_policy_dir(policy_dir, "sales"))
+        return cls.load(policy_file)

@@ -19,19 +19,18 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection, Engine, delete, or_, select, update
 
 from projections.base import ConsumedEvent, upsert
 from services.core.catalog import Catalogue
-from services.core.clock import Clock, from_millis, to_millis
+from services.core.clock import Clock, now_in_millis
 from services.core.codec import EventCodec
-from services.ingest.events import build_event
-from services.kafka.producer import producer_config
+from services.ingest.events import build_system_event
+from services.kafka.emitter import FactEmitter
 from services.sales import domain as d
 from services.sales.policies import OfficePolicies
 from services.sales.tables import unit_deadlines, unit_decisions, unit_facts
@@ -97,8 +96,7 @@ class UnitDecisions:
         self.catalogue = catalogue
         self.policies = policies
         self.clock = clock
-        self.producer = Producer(producer_config(kafka_config))
-        self._failures: list[KafkaError] = []
+        self.emitter = FactEmitter(kafka_config)
 
     # ------------------------------------------------------------ deciding a batch
 
@@ -118,7 +116,7 @@ class UnitDecisions:
                 states[unit_id] = d.evolve(states[unit_id], fact)
                 fact_rows.append(self._emit(fact, fact_id, event.office_id, recorded_at))
             decision_rows.append(self._decision_row(event, facts, fact_ids, states[unit_id], recorded_at))
-        self._flush()  # facts are on Kafka before the transaction that remembers them commits
+        self.emitter.flush()  # facts are on Kafka before the transaction that remembers them commits
         connection.execute(unit_facts.insert(), fact_rows)
         connection.execute(unit_decisions.insert(), decision_rows)
         self._track_deadlines(connection, {event.record["unit_id"]: event.office_id for event in commands}, states)
@@ -141,8 +139,7 @@ class UnitDecisions:
     def _emit(self, fact: d.Fact, event_id: str, office_id: str, recorded_at: datetime) -> dict[str, Any]:
         event_type, record = fact_to_record(fact, event_id=event_id, office_id=office_id, recorded_at=recorded_at)
         value = self.codec.encode(event_type, record, FACTS_TOPIC)
-        self.producer.produce(FACTS_TOPIC, value, fact.unit_id.encode(), on_delivery=self._on_delivery,
-                              headers=[("anchang-event-type", event_type.encode())])  # fmt: skip
+        self.emitter.produce(FACTS_TOPIC, value, fact.unit_id, event_type)
         if isinstance(fact, d.SubscriptionAbandoned):
             DEADLINES_MISSED.labels(office_id).inc()
         if d.is_double_sale_attempt(fact):
@@ -230,7 +227,7 @@ class UnitDecisions:
             ).all()
             for row in due:
                 self._send_expiry(row.office_id, row.unit_id, row.subscription_id, now)
-            self._flush()
+            self.emitter.flush()
             if due:
                 connection.execute(
                     update(unit_deadlines)
@@ -249,23 +246,9 @@ class UnitDecisions:
             "actor": {"staff_id": self.policies(office_id).processor_id, "role": "SYSTEM"},
             "payload": {"unit_id": unit_id, "command_type": "EXPIRE_DEADLINE", "subscription_id": subscription_id},
         }
-        event, errors = build_event(body, office_id, self.catalogue, now)
-        if event is None:
-            raise ValueError(f"could not build the expiry command: {errors}")
-        value = self.codec.encode(event.event_type, event.record, COMMANDS_TOPIC)
-        self.producer.produce(COMMANDS_TOPIC, value, unit_id.encode(), on_delivery=self._on_delivery)
+        self.emitter.produce_event(build_system_event(body, office_id, self.catalogue, now), self.codec)
 
     # ------------------------------------------------------------ plumbing
 
     def _now(self) -> datetime:
-        # Avro keeps milliseconds: decide with the same precision the log will replay.
-        return from_millis(to_millis(self.clock().astimezone(UTC)))
-
-    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._failures.append(error)
-
-    def _flush(self) -> None:
-        if self.producer.flush(30) or self._failures:
-            failures, self._failures = self._failures, []
-            raise KafkaException(failures[0] if failures else KafkaError(KafkaError._TIMED_OUT))
+        return now_in_millis(self.clock)

@@ -11,7 +11,7 @@
 
 Each section starts from the one above it (handbook defaults → ``[default]`` → ``[offices.<id>]``); within a section
 its ``packs`` are applied first, in order, then its own keys. Offices not listed use ``[default]``. Every error names
-the section and the key. Nothing here reads a file: the caller passes the text."""
+the section and the key. ``staff_policies_from_dir`` reads the ``[staff]`` tables of the policy directory."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from services.core.policy_files import DEFAULT_FILE, read_policy_dir
 from services.staff.policy import (
     ALL_ROLES,
     DEFAULT_STAFF_POLICY,
@@ -295,3 +297,16 @@ def load_staff_policies(toml_text: str, where: str = "staff policy") -> StaffPol
             raise StaffPolicyError(f"{where} [offices.{office}]: must be a table of settings")
         offices[office] = _apply_settings(default, settings, f"{where} [offices.{office}]")
     return StaffPolicies(default, MappingProxyType(offices))
+
+
+def staff_policies_from_dir(directory: Path | None) -> StaffPolicies:
+    """Every office's staff policy from the ``[staff]`` tables of the policy directory
+    (``services.core.policy_files``): ``default.toml`` on top of the handbook defaults, each office's file on top of
+    it. Validated now, at start-up; errors name the file and the key. Without a directory: the handbook defaults."""
+    tables = read_policy_dir(directory, "staff")
+    base = _apply_settings(DEFAULT_STAFF_POLICY, tables.default, tables.where.get(DEFAULT_FILE, "default staff policy"))
+    built = {
+        office: _apply_settings(base, settings, tables.where.get(office, f"staff policy of {office}"))
+        for office, settings in tables.offices.items()
+    }
+    return StaffPolicies(base, MappingProxyType(built))
