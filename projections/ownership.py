@@ -1,0 +1,191 @@
+"""The ownership read side, written by the attribution processor in the transaction that decides (so it is never
+behind the decisions it shows): the current owner, channel reports with their latest verdict, the commission
+ledger per deal and 业绩 per consultant and month (COM-06).
+
+Everything here is recomputed from a customer's folded state and the 认购 the processor learnt from 销控, so
+writing it twice gives the same rows. Tables: projections/ownership_tables.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, select
+
+from projections.base import upsert
+from projections.ownership_tables import (
+    channel_reports,
+    commission_ledger,
+    customer_owners,
+    sales_performance,
+    sales_targets,
+)
+from services.ownership.customers import mask_phone
+from services.ownership.ledger import Deal, Entry, LedgerLine, Party
+from services.ownership.ledger import commission_ledger as ledger_lines
+from services.ownership.policy import OwnershipPolicy
+from services.ownership.state import CustomerState
+
+PerformanceKey = tuple[str, str, str]  # office, staff, month
+
+
+def write_customer(
+    connection: Connection,
+    office_id: str,
+    key: str,
+    state: CustomerState,
+    policy: OwnershipPolicy,
+    subscriptions: Mapping[str, Mapping[str, Any]],
+    now: datetime,
+) -> set[PerformanceKey]:
+    """Bring one customer's read rows up to ``state``; return the 业绩 months whose totals may have changed."""
+    _write_owner(connection, office_id, key, state, now)
+    _write_reports(connection, office_id, key, state, now)
+    return _write_ledger(connection, office_id, key, state, policy, subscriptions)
+
+
+def _write_owner(connection: Connection, office_id: str, key: str, state: CustomerState, now: datetime) -> None:
+    owner = state.owner
+    if owner is None:
+        connection.execute(delete(customer_owners).where(customer_owners.c.customer_key == key))
+        return
+    row = {
+        "customer_key": key,
+        "office_id": office_id,
+        "staff_id": owner.staff_id,
+        "since": _utc(owner.since),
+        "expires_at": _utc(owner.expires_at),
+        "basis": str(owner.basis),
+        "rule_id": owner.rule_id,
+        "updated_at": now,
+    }
+    upsert(connection, customer_owners, [row], keys=("customer_key",))
+
+
+def _write_reports(connection: Connection, office_id: str, key: str, state: CustomerState, now: datetime) -> None:
+    rows = [
+        {
+            "report_id": report.event_id, "office_id": office_id, "customer_key": key,
+            "channel_id": report.channel_id, "agent_id": report.agent_id, "reported_at": _utc(report.reported_at),
+            "customer_name": report.customer_name, "phone_masked": mask_phone(report.phone),
+            "status": str(report.verdict.status),
+            "reason": str(report.verdict.reason) if report.verdict.reason is not None else None,
+            "rule_id": report.verdict.rule_id, "detail": report.verdict.detail or None, "updated_at": now,
+        }
+        for report in state.reports
+    ]  # fmt: skip
+    upsert(connection, channel_reports, rows, keys=("report_id",))
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # Stored in UTC: SQLite compares timestamps as text, so every row must use the same offset.
+    return moment.astimezone(UTC) if moment is not None else None
+
+
+def _deal(subscription: Mapping[str, Any]) -> Deal:
+    return Deal(
+        deal_id=subscription["subscription_id"],
+        price_fen=subscription["price_fen"],
+        subscribed_at=subscription["deposit_paid_at"] or subscription["signed_at"],
+        contracted_at=subscription["contracted_at"],
+        refunded_at=subscription["refunded_at"],
+    )
+
+
+def _line_row(office_id: str, line: LedgerLine) -> dict[str, Any]:
+    line_id = f"{line.deal_id}/{line.entry}/{line.party}/{line.party_id or '-'}"
+    return {
+        "line_id": line_id, "office_id": office_id, "customer_key": line.customer_key, "deal_id": line.deal_id,
+        "party": str(line.party), "party_id": line.party_id, "agent_id": line.agent_id, "entry": str(line.entry),
+        "status": str(line.status) if line.status is not None else None, "share": str(line.share),
+        "units": str(line.units), "sales_fen": line.sales_fen, "commission_fen": line.commission_fen,
+        "withheld_fen": line.withheld_fen, "at": _utc(line.at), "month": line.month, "rule_id": line.rule_id,
+        "basis": line.basis, "reason": line.reason, "evidence": list(line.evidence),
+    }  # fmt: skip
+
+
+def _write_ledger(
+    connection: Connection,
+    office_id: str,
+    key: str,
+    state: CustomerState,
+    policy: OwnershipPolicy,
+    subscriptions: Mapping[str, Mapping[str, Any]],
+) -> set[PerformanceKey]:
+    touched: set[PerformanceKey] = set()
+    for record in state.deals:
+        subscription = subscriptions.get(record.deal_id)
+        if subscription is None:  # cannot happen: a deal is decided from a stored 认购
+            continue
+        old = connection.execute(
+            select(commission_ledger.c.party_id, commission_ledger.c.month).where(
+                commission_ledger.c.deal_id == record.deal_id, commission_ledger.c.party == str(Party.STAFF)
+            )
+        ).all()
+        touched.update((office_id, staff, month) for staff, month in old)
+        connection.execute(delete(commission_ledger).where(commission_ledger.c.deal_id == record.deal_id))
+        lines = ledger_lines(_deal(subscription), state, policy)
+        if lines:
+            connection.execute(commission_ledger.insert(), [_line_row(office_id, line) for line in lines])
+        touched.update(
+            (office_id, line.party_id, line.month)
+            for line in lines
+            if line.party is Party.STAFF and line.party_id is not None
+        )
+    return touched
+
+
+def set_target(
+    connection: Connection,
+    office_id: str,
+    staff_id: str,
+    month: str,
+    amount_fen: int,
+    by: str,
+    event_id: str,
+    at: datetime,
+) -> PerformanceKey:
+    row = {"office_id": office_id, "staff_id": staff_id, "month": month, "target_amount_fen": amount_fen,
+           "set_by": by, "event_id": event_id, "set_at": at}  # fmt: skip
+    upsert(connection, sales_targets, [row], keys=("office_id", "staff_id", "month"))
+    return office_id, staff_id, month
+
+
+def refresh_performance(connection: Connection, keys: Iterable[PerformanceKey]) -> None:
+    """Recompute 业绩 rows from the ledger's staff lines and the targets (COM-06).
+
+    ``credited_deals``: deals credited to the consultant in the month (a shared deal counts for each sharer),
+    minus those reversed; ``credited_amount_fen``: their share of the prices, net of reversals."""
+    ledger = commission_ledger.c
+    rows = []
+    for office_id, staff_id, month in sorted(set(keys)):
+        mine = and_(
+            ledger.office_id == office_id, ledger.party_id == staff_id, ledger.month == month, ledger.party == "staff"
+        )
+        credits, reversals, amount = connection.execute(
+            select(
+                func.count().filter(ledger.entry == str(Entry.CREDIT)),
+                func.count().filter(ledger.entry == str(Entry.REVERSAL)),
+                func.coalesce(func.sum(ledger.sales_fen), 0),
+            ).where(mine)
+        ).one()
+        target = connection.execute(
+            select(sales_targets.c.target_amount_fen).where(
+                sales_targets.c.office_id == office_id,
+                sales_targets.c.staff_id == staff_id,
+                sales_targets.c.month == month,
+            )
+        ).scalar()
+        rows.append(
+            {
+                "office_id": office_id,
+                "staff_id": staff_id,
+                "month": month,
+                "credited_deals": credits - reversals,
+                "credited_amount_fen": int(amount),
+                "target_amount_fen": target,
+                "achievement_rate": int(amount) / target if target else None,
+            }
+        )
+    upsert(connection, sales_performance, rows, keys=("office_id", "staff_id", "month"))
