@@ -1,0 +1,544 @@
+"""The front-desk decision processor: the single writer of the 轮序表, the visit routing (电转访) and the call register.
+
+It consumes ``anchang.frontdesk`` (keyed by office, so one office's visits, calls and rotation commands arrive in
+order) and the 销控 facts on ``anchang.units`` (deals, for KPI-02/10) through the projection runner. For each batch
+it folds each office's rotation state from the facts it stored before, runs the pure core (services/staff/
+rotation.py, visits.py, calls.py), produces the new facts to ``anchang.frontdesk.facts`` and sanctions to
+``anchang.discipline``, flushes, and then commits in one SQL transaction the facts, the read-side rows and the
+consumed offsets. A crash in between re-decides the same inputs into identical events (deterministic ids).
+
+The CALL-04 SMS deadline is a timer: ``fire_due_sms_timers`` puts a ``SmsDeadlineReached`` on the input topic once
+a deadline has passed, with an id derived from the call and the deadline. On the log it is ordered with the SMS for
+that office: whichever comes first is decided first. A deadline that passed while the processor was down fires at
+the first tick after it starts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+from sqlalchemy import Connection, Engine, and_, column, func, inspect, or_, select, table, update
+
+from projections.base import ConsumedEvent, upsert
+from services.core.catalog import Catalogue
+from services.core.clock import Clock, now_in_millis, stored_utc, to_millis
+from services.core.codec import EventCodec
+from services.ingest.events import build_system_event
+from services.kafka.emitter import FactEmitter
+from services.ownership.customers import customer_key
+from services.staff import calls as c
+from services.staff import rotation as r
+from services.staff.frontdesk_read import sms_counts
+from services.staff.frontdesk_state import load_rotation_state
+from services.staff.frontdesk_tables import (
+    frontdesk_calls,
+    frontdesk_deals,
+    frontdesk_facts,
+    frontdesk_sms,
+    frontdesk_tally,
+    frontdesk_visits,
+)
+from services.staff.frontdesk_wire import (
+    FACTS_TOPIC,
+    InvalidCommand,
+    command_meta,
+    envelope,
+    fact_event_id,
+    fact_to_record,
+    record_to_command,
+)
+from services.staff.localtime import local_day
+from services.staff.penalties import Penalty
+from services.staff.penalty_wire import DISCIPLINE_TOPIC, penalty_to_record
+from services.staff.policies import StaffPolicies
+from services.staff.policy import StaffPolicy
+from services.staff.visits import DoorAnswers, RoutingBasis, register_fines, route_visit
+
+PROCESSOR_NAME = "frontdesk-decisions"
+PROCESSOR_ID = "anchang-frontdesk"  # the actor of the processor's own events
+UNITS_TOPIC = "anchang.units"
+TIMER_NAMESPACE = uuid.UUID("9a4d2c61-7be0-4c35-8f1e-6b2a9d0c5e74")
+# If a SmsDeadlineReached put on the log has not been decided after this long, put it there again (same id).
+TIMER_RESEND_AFTER = timedelta(seconds=5)
+DEAL_EVENT_TYPES = frozenset({"SubscriptionSigned", "PaymentReceived", "SubscriptionAbandoned"})
+
+FINES_YUAN = Counter(
+    "anchang_frontdesk_fines_yuan_total", "Fines decided by the front desk (CALL-01/03, VIS-02), by office and rule.",
+    ["office_id", "rule_id"],
+)  # fmt: skip
+SMS_OVERDUE = Counter("anchang_frontdesk_sms_overdue_total", "Genuine calls with no SMS in 5 minutes (CALL-04).",
+                      ["office_id"])  # fmt: skip
+LATE_ANSWERS = Counter("anchang_frontdesk_calls_answered_late_total", "Calls picked up after the 3rd ring (CALL-01).",
+                       ["office_id"])  # fmt: skip
+RECEPTIONS_TODAY = Gauge("anchang_frontdesk_receptions_today", "KPI-07 quota units of the office's day (waiver = 2).",
+                         ["office_id"])  # fmt: skip
+SMS_COMPLIANCE_TODAY = Gauge(
+    "anchang_frontdesk_sms_compliance_ratio", "KPI-09 of the office's day: genuine calls with an SMS in 5 minutes ÷ "
+    "genuine calls whose deadline is decided (NaN: none yet).", ["office_id"],
+)  # fmt: skip
+
+_owners = table(
+    "customer_owners",
+    column("customer_key"),
+    column("office_id"),
+    column("staff_id"),
+    column("since"),
+    column("expires_at"),
+)  # fmt: skip  -- created by the ownership slice; read only, and only when it exists
+
+
+def customer_key_or_none(project_id: str | None, office_id: str, phone: str | None) -> str | None:
+    """The ownership slice's customer key, or None for a missing or invalid number (it is then nobody's)."""
+    if not phone:
+        return None
+    try:
+        return customer_key(project_id or office_id, phone)
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Batch:
+    """What one batch decides, written at the end in the runner's transaction."""
+
+    recorded_at: datetime
+    states: dict[str, r.RotationState] = field(default_factory=dict)
+    facts: list[dict[str, Any]] = field(default_factory=list)
+    calls: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    sms: list[dict[str, Any]] = field(default_factory=list)
+    visits: list[dict[str, Any]] = field(default_factory=list)
+    tally: list[dict[str, Any]] = field(default_factory=list)
+    deals: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    offices: set[str] = field(default_factory=set)
+
+
+class FrontDeskDecisions:
+    """The decision step, run by a ProjectionProcessor over ``anchang.frontdesk`` and ``anchang.units``."""
+
+    tables = (frontdesk_facts, frontdesk_calls, frontdesk_sms, frontdesk_visits, frontdesk_tally, frontdesk_deals)
+
+    def __init__(
+        self, *, codec: EventCodec, catalogue: Catalogue, kafka_config: dict[str, Any], policies: StaffPolicies,
+        clock: Clock,
+    ) -> None:  # fmt: skip
+        self.codec = codec
+        self.catalogue = catalogue
+        self.policies = policies
+        self.clock = clock
+        self.emitter = FactEmitter(kafka_config)
+
+    # ------------------------------------------------------------ deciding a batch
+
+    def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
+        batch = _Batch(recorded_at=self._now())
+        has_owners = inspect(connection).has_table("customer_owners")
+        for event in events:
+            match event.event_type:
+                case "RotationCommandIssued":
+                    self._rotation_command(connection, batch, event)
+                case "VisitRegistered":
+                    self._visit(connection, batch, event, has_owners)
+                case "CallReceived" | "CallEnded" | "CallLogged":
+                    self._call_event(connection, batch, event)
+                case "SmsSent":
+                    self._sms(connection, batch, event)
+                case "SmsDeadlineReached":
+                    self._sms_deadline(connection, batch, event)
+                case event_type if event_type in DEAL_EVENT_TYPES:
+                    self._deal(connection, batch, event)
+                case _:
+                    continue
+            batch.offices.add(event.office_id)
+        if not batch.offices:
+            return
+        self.emitter.flush()  # facts are on Kafka before the transaction that remembers them commits
+        if batch.facts:
+            connection.execute(frontdesk_facts.insert(), batch.facts)
+        upsert(connection, frontdesk_calls, batch.calls.values(), keys=("office_id", "call_id"))
+        upsert(connection, frontdesk_sms, batch.sms, keys=("event_id",))
+        upsert(connection, frontdesk_visits, batch.visits, keys=("office_id", "visit_id"))
+        upsert(connection, frontdesk_tally, batch.tally, keys=("office_id", "ref_id", "kind"))
+        upsert(connection, frontdesk_deals, batch.deals.values(), keys=("office_id", "subscription_id"))
+        self._update_gauges(connection, batch)
+
+    # ------------------------------------------------------------ the 轮序表
+
+    def _state(self, connection: Connection, batch: _Batch, office_id: str) -> r.RotationState:
+        if office_id not in batch.states:
+            batch.states[office_id] = load_rotation_state(connection, self.codec, office_id)
+        return batch.states[office_id]
+
+    def _rotation_command(self, connection: Connection, batch: _Batch, event: ConsumedEvent) -> None:
+        office, policy = event.office_id, self.policies(event.office_id)
+        state = self._state(connection, batch, office)
+        try:
+            command = record_to_command(event.record, policy)
+        except InvalidCommand as problem:
+            m = command_meta(event.record)
+            refusal = r.RotationRejected(
+                caused_by=m.command_id, at=m.at, actor_id=m.actor_id, actor_role=m.actor_role,
+                command_type=str(event.record["command_type"]), rule_id=problem.rule_id, reason=str(problem),
+            )  # fmt: skip
+            self._emit_rotation(batch, office, [refusal], event.event_id, policy)
+            return
+        facts = r.decide(state, command, policy)
+        self._emit_rotation(batch, office, facts, event.event_id, policy)
+        if isinstance(command, r.Suspend) and isinstance(facts[0], r.SuspensionStarted):
+            # ROT-05/11: the 停接 is also a sanction on the discipline ledger.
+            self._emit_penalties(office, [command.penalty], batch)
+
+    def _emit_rotation(
+        self, batch: _Batch, office: str, facts: Sequence[r.RotationFact], cause: str, policy: StaffPolicy,
+        first_index: int = 0,
+    ) -> None:  # fmt: skip
+        for index, fact in enumerate(facts, start=first_index):
+            event_id = fact_event_id(cause, index)
+            batch.states[office] = r.evolve(batch.states[office], fact)
+            event_type, record = fact_to_record(fact, event_id=event_id, office_id=office,
+                                                recorded_at=batch.recorded_at)  # fmt: skip
+            self._store_fact(batch, office, event_type, record, local_day(fact.at, policy.timezone))
+            if isinstance(fact, r.ReceptionStarted):
+                kind = "RECEPTION" if fact.counted else "UNCOUNTED"
+                batch.tally.append({
+                    "office_id": office, "ref_id": fact.visit_id, "kind": kind, "staff_id": fact.staff_id,
+                    "day": local_day(fact.at, policy.timezone), "weight": 1 if fact.counted else 0, "at": fact.at,
+                })  # fmt: skip
+            elif isinstance(fact, r.TurnWaived):
+                batch.tally.append({
+                    "office_id": office, "ref_id": event_id, "kind": "WAIVER", "staff_id": fact.staff_id,
+                    "day": local_day(fact.at, policy.timezone), "weight": fact.weight, "at": fact.at,
+                })  # fmt: skip
+
+    def _store_fact(self, batch: _Batch, office: str, event_type: str, record: dict[str, Any], day: date) -> None:
+        value = self.codec.encode(event_type, record, FACTS_TOPIC)
+        self.emitter.produce(FACTS_TOPIC, value, office, event_type)
+        env = record["envelope"]
+        batch.facts.append({
+            "event_id": env["event_id"], "office_id": office, "day": day, "event_type": event_type,
+            "caused_by": env["causation_id"] or env["event_id"], "occurred_at": env["occurred_at"], "avro": value,
+        })  # fmt: skip
+
+    def _emit_penalties(self, office: str, penalties: Sequence[Penalty], batch: _Batch) -> None:
+        for penalty in penalties:
+            record = penalty_to_record(penalty, office_id=office, processor_id=PROCESSOR_ID,
+                                       recorded_at=batch.recorded_at)  # fmt: skip
+            value = self.codec.encode("PenaltyIssued", record, DISCIPLINE_TOPIC)
+            self.emitter.produce(DISCIPLINE_TOPIC, value, penalty.staff_id, "PenaltyIssued")
+            if penalty.amount_yuan:
+                FINES_YUAN.labels(office, penalty.rule_id).inc(penalty.amount_yuan)
+
+    # ------------------------------------------------------------ visits (VIS-01/02/03, ROT-06/12/13/14/15)
+
+    def _visit(self, connection: Connection, batch: _Batch, event: ConsumedEvent, has_owners: bool) -> None:
+        rec, office = event.record, event.office_id
+        policy = self.policies(office)
+        state = self._state(connection, batch, office)
+        at = event.recorded_at  # decided in log order, like every rotation command
+        key = customer_key_or_none(rec.get("project_id"), office, rec["phone"])
+        visit_type = r.VisitType(rec["visit_type"])
+        answers = DoorAnswers(visit_type, rec.get("prior_consultant_named"), bool(rec.get("sms_evidence_shown")))
+        owner = self._owner(connection, batch, office, key, rec, state, at, has_owners)
+        routing = route_visit(answers, owner, state, at)
+        receiver = rec.get("received_by") or routing.receiver
+        facts: list[r.RotationFact] = []
+        reception = "none"
+        if receiver is not None:
+            if self._received_before(connection, batch, office, rec["visit_id"]):
+                reception = "already"  # ROT-06: registered after a START_RECEPTION
+            else:
+                facts = r.decide(state, r.StartReception(
+                    command_id=event.event_id, at=at, actor_id=event.envelope["actor"]["staff_id"],
+                    actor_role=event.envelope["actor"]["role"], staff_id=receiver, visit_id=rec["visit_id"],
+                    visit_type=visit_type, owner_id=owner if routing.basis is not RoutingBasis.ROTATION else None,
+                ), policy)  # fmt: skip
+                reception = "rejected" if isinstance(facts[0], r.RotationRejected) else "started"
+        self._emit_rotation(batch, office, facts, event.event_id, policy)
+        started = facts[0] if facts and isinstance(facts[0], r.ReceptionStarted) else None
+        counted = started.counted if started is not None else routing.counted
+        notify = routing.owner_to_notify or (owner if owner not in (None, receiver) else None)
+        routed = {
+            "visit_id": rec["visit_id"], "customer_key": key, "owner_id": owner, "receiver": receiver,
+            "basis": str(routing.basis), "counted": counted, "owner_to_notify": notify, "rule_id": routing.rule_id,
+        }  # fmt: skip
+        routed_id = fact_event_id(event.event_id, len(facts))
+        head = envelope("VisitRouted", event_id=routed_id, office_id=office, at=at, recorded_at=batch.recorded_at,
+                        actor=(PROCESSOR_ID, "SYSTEM"), caused_by=event.event_id)  # fmt: skip
+        self._store_fact(batch, office, "VisitRouted", {"envelope": head, **routed}, local_day(at, policy.timezone))
+        fines = [] if receiver is None else register_fines(receiver, rec.get("blank_fields") or (), at,
+                                                           (event.event_id,), policy)  # fmt: skip
+        self._emit_penalties(office, fines, batch)
+        rejection = facts[0] if facts and isinstance(facts[0], r.RotationRejected) else None
+        batch.visits.append({
+            "office_id": office, "visit_id": rec["visit_id"], "day": local_day(rec["arrived_at"], policy.timezone),
+            "arrived_at": rec["arrived_at"], "visit_type": str(visit_type), "customer_id": rec.get("customer_id"),
+            "customer_key": key, "product_category": rec.get("product_category"), "receiver": receiver,
+            "owner_id": owner, "basis": str(routing.basis), "counted": counted, "owner_to_notify": notify,
+            "routing_rule": routing.rule_id, "reception": reception,
+            "reception_rule": rejection.rule_id if rejection else None,
+            "blank_fields": list(rec.get("blank_fields") or ()), "fine_yuan": sum(p.amount_yuan or 0 for p in fines),
+            "event_id": event.event_id,
+        })  # fmt: skip
+
+    def _owner(
+        self, connection: Connection, batch: _Batch, office: str, key: str | None, rec: dict[str, Any],
+        state: r.RotationState, at: datetime, has_owners: bool,
+    ) -> str | None:  # fmt: skip
+        """The customer's owner: the ownership slice's table first; else (VIS-03, name or SMS evidence only) the
+        consultant the customer named, if on today's 轮序表, or the sender of the last SMS to that number."""
+        if key is not None and has_owners:
+            owner = connection.execute(
+                select(_owners.c.staff_id)
+                .where(_owners.c.customer_key == key, _owners.c.office_id == office, _owners.c.since <= at)
+                .where(or_(_owners.c.expires_at.is_(None), _owners.c.expires_at > at))
+                .order_by(_owners.c.since.desc())
+                .limit(1)
+            ).scalar()
+            if owner is not None:
+                return str(owner)
+        named = rec.get("prior_consultant_named")
+        if named and named in state.status:
+            return str(named)
+        if key is not None and rec.get("sms_evidence_shown"):
+            pending = [s for s in batch.sms if s["office_id"] == office and s["customer_key"] == key]
+            if pending:
+                return str(pending[-1]["staff_id"])
+            sender = connection.execute(
+                select(frontdesk_sms.c.staff_id)
+                .where(frontdesk_sms.c.office_id == office, frontdesk_sms.c.customer_key == key)
+                .order_by(frontdesk_sms.c.sent_at.desc())
+                .limit(1)
+            ).scalar()
+            return None if sender is None else str(sender)
+        return None
+
+    @staticmethod
+    def _received_before(connection: Connection, batch: _Batch, office: str, visit_id: str) -> bool:
+        if any(t["office_id"] == office and t["ref_id"] == visit_id for t in batch.tally):
+            return True
+        found = connection.execute(
+            select(func.count()).select_from(frontdesk_tally)
+            .where(frontdesk_tally.c.office_id == office, frontdesk_tally.c.ref_id == visit_id)
+        ).scalar()  # fmt: skip
+        return bool(found)
+
+    # ------------------------------------------------------------ calls (CALL-01/03/04/05/07/08)
+
+    def _call_row(self, connection: Connection, batch: _Batch, office: str, call_id: str) -> dict[str, Any]:
+        key = (office, call_id)
+        if key not in batch.calls:
+            t = frontdesk_calls
+            row = connection.execute(select(t).where(t.c.office_id == office, t.c.call_id == call_id)).first()
+            batch.calls[key] = _row(row) if row is not None else _empty_call(office, call_id)
+        return batch.calls[key]
+
+    def _call_event(self, connection: Connection, batch: _Batch, event: ConsumedEvent) -> None:
+        rec, office = event.record, event.office_id
+        policy = self.policies(office)
+        row = self._call_row(connection, batch, office, rec["call_id"])
+        if event.event_type == "CallReceived":
+            call = c.Call(event.event_id, rec["call_id"], rec["ring_started_at"], rec.get("answered_at"),
+                          rec.get("ring_count"), rec.get("answered_by"))  # fmt: skip
+            check = c.check_answer(call, policy)
+            row.update(ring_started_at=call.ring_started_at, caller_number=rec.get("caller_number"),
+                       answered_at=call.answered_at, answered_by=call.answered_by, rings=check.rings,
+                       answered_in_time=check.in_time if check.answered else None,
+                       day=local_day(call.ring_started_at, policy.timezone))  # fmt: skip
+            row["customer_key"] = row["customer_key"] or customer_key_or_none(None, office, rec.get("caller_number"))
+            if check.answered and not check.in_time:
+                LATE_ANSWERS.labels(office).inc()
+            self._emit_penalties(office, check.penalties, batch)
+        elif event.event_type == "CallEnded":
+            row["ended_at"] = rec["ended_at"]
+        else:
+            log = c.CallLog(event.event_id, rec["call_id"], rec["staff_id"], event.occurred_at,
+                            c.CallerClass(rec["caller_class"]), tuple(rec.get("blank_fields") or ()),
+                            rec["visit_invited"])  # fmt: skip
+            fines = c.call_log_fines(log, policy)
+            self._emit_penalties(office, fines, batch)
+            row.update(logged_by=log.staff_id, logged_at=log.logged_at, caller_class=str(log.caller_class),
+                       visit_invited=log.visit_invited, blank_fields=list(log.blank_fields),
+                       fine_yuan=(row["fine_yuan"] or 0) + sum(p.amount_yuan or 0 for p in fines),
+                       capture_gaps=list(c.capture_gaps(log, policy)))  # fmt: skip
+            row["customer_key"] = customer_key_or_none(None, office, rec.get("phone")) or row["customer_key"]
+            row["day"] = row["day"] or local_day(log.logged_at, policy.timezone)
+        self._judge_call(connection, batch, row, policy, batch.recorded_at)
+
+    def _judge_call(
+        self, connection: Connection, batch: _Batch, row: dict[str, Any], policy: StaffPolicy, now: datetime
+    ) -> None:
+        """Recompute what follows from what is known of the call: duration (CALL-08), callback owner (CALL-05) and
+        the SMS clock (CALL-04: from the hang-up; without one, from the log, written once the call is over)."""
+        row["updated_at"] = now
+        if row["ended_at"] is not None and row["answered_at"] is not None:
+            duration = row["ended_at"] - row["answered_at"]
+            row["duration_seconds"] = duration.total_seconds()
+            row["over_target"] = c.over_call_target(duration, policy)
+        row["callback_owner"] = row["answered_by"] or row["logged_by"]
+        row["callback_conflict"] = bool(
+            row["answered_by"] and row["logged_by"] and row["answered_by"] != row["logged_by"]
+        )
+        picked_up = row["answered_at"] or row["logged_at"]
+        hung_up = row["ended_at"] or row["logged_at"]
+        caller_class = c.CallerClass(row["caller_class"] or c.CallerClass.UNKNOWN)
+        row["sms_required"] = picked_up is not None and hung_up is not None and c.needs_sms(caller_class)
+        if not row["sms_required"]:
+            row["sms_deadline_at"], row["sms_state"] = None, str(c.SmsState.NOT_REQUIRED)
+            return
+        row["sms_deadline_at"] = c.sms_deadline(hung_up, policy)
+        stored = connection.execute(
+            select(frontdesk_sms.c.sent_at)
+            .where(frontdesk_sms.c.office_id == row["office_id"], frontdesk_sms.c.call_id == row["call_id"])
+        ).scalars().all()  # fmt: skip
+        pending = [
+            s["sent_at"] for s in batch.sms if (s["office_id"], s["call_id"]) == (row["office_id"], row["call_id"])
+        ]
+        row["sms_sent_at"] = c.first_sms(picked_up, [*map(stored_utc, stored), *pending])
+        state = c.sms_state(caller_class, hung_up, row["sms_sent_at"], now, policy)
+        # OVERDUE is declared by the timer's fact only; until then the call is PENDING.
+        row["sms_state"] = str(c.SmsState.PENDING if state is c.SmsState.OVERDUE and row["sms_state"] != "OVERDUE"
+                               else state)  # fmt: skip
+
+    def _sms(self, connection: Connection, batch: _Batch, event: ConsumedEvent) -> None:
+        """An SMS counts for the call it names; without a call id, for the office's last call from that number
+        answered (or logged) before it, whose SMS is still owed."""
+        rec, office = event.record, event.office_id
+        key = customer_key_or_none(None, office, rec["phone"])
+        call_id = rec.get("call_id") or (self._call_for_sms(connection, batch, office, key, rec["sent_at"]))
+        batch.sms.append({"event_id": event.event_id, "office_id": office, "staff_id": rec["staff_id"],
+                          "call_id": call_id, "customer_key": key, "sent_at": rec["sent_at"]})  # fmt: skip
+        if call_id is None:
+            return
+        row = self._call_row(connection, batch, office, call_id)
+        self._judge_call(connection, batch, row, self.policies(office), batch.recorded_at)
+
+    def _call_for_sms(
+        self, connection: Connection, batch: _Batch, office: str, key: str | None, sent_at: datetime
+    ) -> str | None:
+        if key is None:
+            return None
+        candidates = [row for (o, _), row in batch.calls.items() if o == office and row["customer_key"] == key]
+        stored = connection.execute(
+            select(frontdesk_calls).where(frontdesk_calls.c.office_id == office, frontdesk_calls.c.customer_key == key)
+        ).all()  # fmt: skip
+        candidates += [_row(row) for row in stored if (office, row.call_id) not in batch.calls]
+        answered = [row for row in candidates if (row["answered_at"] or row["logged_at"] or sent_at) <= sent_at]
+        latest = max(answered, key=lambda row: row["answered_at"] or row["logged_at"], default=None)
+        return None if latest is None else str(latest["call_id"])
+
+    def _sms_deadline(self, connection: Connection, batch: _Batch, event: ConsumedEvent) -> None:
+        """The timer's command: the alert holds only if, in log order, the deadline stands, has passed by the
+        time Anchang accepted the command (so a forged one changes nothing) and no SMS came first."""
+        rec, office = event.record, event.office_id
+        policy = self.policies(office)
+        row = self._call_row(connection, batch, office, rec["call_id"])
+        self._judge_call(connection, batch, row, policy, event.recorded_at)
+        deadline = row["sms_deadline_at"]
+        if not row["sms_required"] or row["sms_sent_at"] is not None or deadline is None:
+            return
+        if stored_utc(deadline) != stored_utc(rec["deadline_at"]) or event.recorded_at <= stored_utc(deadline):
+            return
+        row["sms_state"] = str(c.SmsState.OVERDUE)
+        fact_id = fact_event_id(event.event_id, 0)
+        head = envelope("SmsOverdue", event_id=fact_id, office_id=office, at=event.recorded_at,
+                        recorded_at=batch.recorded_at, actor=(PROCESSOR_ID, "SYSTEM"),
+                        caused_by=event.event_id)  # fmt: skip
+        record = {"envelope": head, "call_id": rec["call_id"], "staff_id": row["callback_owner"],
+                  "deadline_at": deadline, "caller_class": row["caller_class"] or "UNKNOWN"}  # fmt: skip
+        self._store_fact(batch, office, "SmsOverdue", record, local_day(event.recorded_at, policy.timezone))
+        SMS_OVERDUE.labels(office).inc()
+
+    def fire_due_sms_timers(self, engine: Engine) -> int:
+        """Put a SmsDeadlineReached on the log for every owed SMS whose deadline has passed; return how many."""
+        now = self._now()
+        t = frontdesk_calls
+        with engine.begin() as connection:
+            due = connection.execute(
+                select(t.c.office_id, t.c.call_id, t.c.sms_deadline_at).where(
+                    t.c.sms_required.is_(True), t.c.sms_sent_at.is_(None), t.c.sms_state != "OVERDUE",
+                    t.c.sms_deadline_at < now,
+                    or_(t.c.timer_sent_at.is_(None), t.c.timer_sent_at <= now - TIMER_RESEND_AFTER),
+                )
+            ).all()  # fmt: skip
+            for office, call_id, deadline in due:
+                self._send_timer(office, call_id, stored_utc(deadline), now)
+            self.emitter.flush()
+            for office, call_id, _ in due:
+                connection.execute(
+                    update(t).where(and_(t.c.office_id == office, t.c.call_id == call_id)).values(timer_sent_at=now)
+                )
+        return len(due)
+
+    def _send_timer(self, office: str, call_id: str, deadline: datetime, now: datetime) -> None:
+        # One id per call and deadline: copies sent again are dropped as duplicates by the runner.
+        command_id = str(uuid.uuid5(TIMER_NAMESPACE, f"{office}/{call_id}/{to_millis(deadline)}"))
+        body = {
+            "event_type": "SmsDeadlineReached", "event_id": command_id, "occurred_at": now,
+            "actor": {"staff_id": PROCESSOR_ID, "role": "SYSTEM"},
+            "payload": {"call_id": call_id, "deadline_at": deadline},
+        }  # fmt: skip
+        self.emitter.produce_event(build_system_event(body, office, self.catalogue, now), self.codec)
+
+    # ------------------------------------------------------------ deals (KPI-02, KPI-10)
+
+    def _deal(self, connection: Connection, batch: _Batch, event: ConsumedEvent) -> None:
+        rec = event.record
+        sub, key = rec["subscription_id"], (event.office_id, rec["subscription_id"])
+        if key not in batch.deals:
+            d = frontdesk_deals
+            row = connection.execute(
+                select(d).where(d.c.office_id == event.office_id, d.c.subscription_id == sub)
+            ).first()
+            batch.deals[key] = _row(row) if row is not None else {
+                "subscription_id": sub, "office_id": event.office_id, "unit_id": rec["unit_id"],
+                "customer_id": rec.get("customer_id"), "staff_id": None, "signed_at": None, "paid_at": None,
+                "abandoned_at": None,
+            }  # fmt: skip
+        deal = batch.deals[key]
+        if event.event_type == "SubscriptionSigned":
+            deal.update(staff_id=rec["staff_id"], signed_at=rec["signed_at"], customer_id=rec["customer_id"])
+        elif event.event_type == "PaymentReceived":
+            if rec.get("stops_clock") and deal["paid_at"] is None:
+                deal["paid_at"] = event.occurred_at
+        else:
+            deal["abandoned_at"] = event.occurred_at
+
+    # ------------------------------------------------------------ metrics and plumbing
+
+    def _update_gauges(self, connection: Connection, batch: _Batch) -> None:
+        for office in batch.offices:
+            policy = self.policies(office)
+            today = local_day(batch.recorded_at, policy.timezone)
+            units = connection.execute(
+                select(func.coalesce(func.sum(frontdesk_tally.c.weight), 0))
+                .where(frontdesk_tally.c.office_id == office, frontdesk_tally.c.day == today)
+            ).scalar()  # fmt: skip
+            RECEPTIONS_TODAY.labels(office).set(float(units or 0))
+            calls = [
+                _row(row)
+                for row in connection.execute(
+                    select(frontdesk_calls.c.sms_required, frontdesk_calls.c.sms_sent_at,
+                           frontdesk_calls.c.sms_deadline_at)
+                    .where(frontdesk_calls.c.office_id == office, frontdesk_calls.c.day == today)
+                )
+            ]  # fmt: skip
+            in_time, decided = sms_counts(calls, batch.recorded_at)
+            SMS_COMPLIANCE_TODAY.labels(office).set(in_time / decided if decided else float("nan"))
+
+    def _now(self) -> datetime:
+        return now_in_millis(self.clock)
+
+
+def _row(row: Any) -> dict[str, Any]:
+    """A stored row as a dict, its datetimes aware (UTC)."""
+    return {k: stored_utc(v) if isinstance(v, datetime) else v for k, v in row._mapping.items()}
+
+
+def _empty_call(office: str, call_id: str) -> dict[str, Any]:
+    names = [col.name for col in frontdesk_calls.columns]
+    row: dict[str, Any] = dict.fromkeys(names)
+    row.update(office_id=office, call_id=call_id, fine_yuan=0)
+    return row
