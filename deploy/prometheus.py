@@ -22,6 +22,9 @@ JOBS = {
     "anchang-supervisor": "supervisor_metrics_port",
     "anchang-registry": "registry_port",
     "anchang-sales": "sales_metrics_port",
+    "anchang-ownership": "ownership_metrics_port",
+    "anchang-frontdesk": "frontdesk_metrics_port",
+    "anchang-staff": "staff_metrics_port",
 }
 
 _JOB_LINE = re.compile(r"^\s*-\s*job_name:\s*[\"']?(?P<job>[\w.-]+)[\"']?\s*(?:#.*)?$")

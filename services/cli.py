@@ -27,6 +27,11 @@ projections_app = typer.Typer(help="Projection processors (events → SQL read m
 sales_app = typer.Typer(
     help="The 销控 decision processor (units: locks, orders, payments, refunds).", no_args_is_help=True
 )
+ownership_app = typer.Typer(
+    help="The attribution processor (customer ownership, channel 报备, commissions).", no_args_is_help=True
+)
+frontdesk_app = typer.Typer(help="The front-desk processor (visits, calls, the rotation queue).", no_args_is_help=True)
+staff_app = typer.Typer(help="The staff processor (attendance, leave, complaints, discipline).", no_args_is_help=True)
 keys_app = typer.Typer(help="Office API keys.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics from the topic catalogue.", no_args_is_help=True)
 db_app = typer.Typer(help="The projection database.", no_args_is_help=True)
@@ -39,6 +44,9 @@ for sub, name in [
     (topics_app, "topics"),
     (db_app, "db"),
     (sales_app, "sales"),
+    (ownership_app, "ownership"),
+    (frontdesk_app, "frontdesk"),
+    (staff_app, "staff"),
 ]:
     app.add_typer(sub, name=name)
 app.add_typer(units_app, name="units")
@@ -168,6 +176,36 @@ def sales_run() -> None:
 
     settings = Settings()
     _run_until_signalled(settings.sales_metrics_port, lambda stop: run(settings, stop))
+
+
+@ownership_app.command("run")
+def ownership_run() -> None:
+    """Run the attribution processor and its ownership-expiry timer until SIGTERM/Ctrl-C
+    (metrics on $ANCHANG_OWNERSHIP_METRICS_PORT)."""
+    from services.ownership.service import build_attribution_processor
+
+    settings = Settings()
+    _run_until_signalled(settings.ownership_metrics_port, build_attribution_processor(settings).run)
+
+
+@frontdesk_app.command("run")
+def frontdesk_run() -> None:
+    """Run the front-desk processor and its SMS timer until SIGTERM/Ctrl-C
+    (metrics on $ANCHANG_FRONTDESK_METRICS_PORT)."""
+    from services.staff.frontdesk_service import build_frontdesk_processor
+
+    settings = Settings()
+    _run_until_signalled(settings.frontdesk_metrics_port, build_frontdesk_processor(settings).run)
+
+
+@staff_app.command("run")
+def staff_run() -> None:
+    """Run the staff processor and its timers (certificates, complaint SLAs, callbacks) until SIGTERM/Ctrl-C
+    (metrics on $ANCHANG_STAFF_METRICS_PORT)."""
+    from services.staff.staff_service import build_staff_processor
+
+    settings = Settings()
+    _run_until_signalled(settings.staff_metrics_port, build_staff_processor(settings).run)
 
 
 @projections_app.command("rebuild")

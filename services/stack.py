@@ -33,6 +33,8 @@ log = logging.getLogger("anchang.up")
 
 COMPONENT_UP = Gauge("anchang_component_up", "1 while a process of the main job runs.", ["component"])
 DEMO_OFFICE = "demo-office"
+# Children that are Kafka consumers: started together, then awaited, since each group join takes seconds.
+CONSUMERS = frozenset({"projector", "sales", "ownership", "frontdesk", "staff"})
 
 
 def http_ok(url: str) -> Callable[[], bool]:
@@ -114,15 +116,22 @@ class Stack:
                 env=env,
             )
         )
-        started.append(
-            ManagedProcess(
-                "sales",
-                anchang_command("sales", "run"),
-                run_dir,
-                metric_positive(f"http://127.0.0.1:{s.sales_metrics_port}/", "anchang_consumer_assigned_partitions"),
-                env=env,
+        # The decision processors: each ready once it has joined its group and been given partitions.
+        for name, command, port in [
+            ("sales", ("sales", "run"), s.sales_metrics_port),
+            ("ownership", ("ownership", "run"), s.ownership_metrics_port),
+            ("frontdesk", ("frontdesk", "run"), s.frontdesk_metrics_port),
+            ("staff", ("staff", "run"), s.staff_metrics_port),
+        ]:
+            started.append(
+                ManagedProcess(
+                    name,
+                    anchang_command(*command),
+                    run_dir,
+                    metric_positive(f"http://127.0.0.1:{port}/", "anchang_consumer_assigned_partitions"),
+                    env=env,
+                )
             )
-        )
         return started
 
     def run(self, stop: threading.Event, on_ready: Callable[[str], None]) -> int:
@@ -137,18 +146,27 @@ class Stack:
         running: list[ManagedProcess] = []
         exit_code = 0
         try:
+            joining: list[ManagedProcess] = []
             for process in self.processes():
                 if stop.is_set():
                     return 130
                 log.info("starting %s", process.name)
-                process.start()
+                # Consumers join their groups in parallel: a group join takes seconds on tansu.
+                consumer = process.name in CONSUMERS
+                process.start(wait=not consumer)
                 running.append(process)
-                COMPONENT_UP.labels(process.name).set(1)
+                if consumer:
+                    joining.append(process)
+                else:
+                    COMPONENT_UP.labels(process.name).set(1)
                 if process.name == "tansu":
                     created = ensure_topics(
                         settings.kafka_client_config(), load_catalogue(), settings.topic_replication_factor
                     )
                     log.info("topics created: %s", ", ".join(created) or "none (all exist)")
+            for process in joining:
+                process.wait_ready()
+                COMPONENT_UP.labels(process.name).set(1)
             on_ready(self._banner(settings, key))
             while not stop.wait(1.0):
                 dead = [process for process in running if process.exited()]
@@ -174,9 +192,18 @@ class Stack:
                 f"  Kafka bootstrap     {settings.kafka_bootstrap_servers}",
                 f"  Schema registry     {settings.schema_registry_url}",
                 f"  Database            {settings.resolved_database_url}",
-                f"  Metrics             {api}/metrics, http://127.0.0.1:{settings.projector_metrics_port}/metrics,"
-                f" http://127.0.0.1:{settings.sales_metrics_port}/metrics,"
-                f" http://127.0.0.1:{settings.supervisor_metrics_port}/metrics"
+                f"  Metrics             {api}/metrics, "
+                + ", ".join(
+                    f"http://127.0.0.1:{port}/metrics"
+                    for port in (
+                        settings.projector_metrics_port,
+                        settings.sales_metrics_port,
+                        settings.ownership_metrics_port,
+                        settings.frontdesk_metrics_port,
+                        settings.staff_metrics_port,
+                        settings.supervisor_metrics_port,
+                    )
+                )
                 + (f", {settings.schema_registry_url}/metrics" if self.embedded_registry else ""),
                 f"  Logs                {self.run_dir}/*.log",
                 f"  API key of {DEMO_OFFICE}  {key}",

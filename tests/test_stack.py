@@ -33,7 +33,8 @@ BANNER = "Anchang is running."
 OFFICE = "demo-office"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
-CHILDREN = {"seaweed", "tansu", "registry", "api", "projector", "sales"}
+PROCESSORS = ("sales", "ownership", "frontdesk", "staff")  # decision processors, each with a metrics port
+CHILDREN = {"seaweed", "tansu", "registry", "api", "projector", *PROCESSORS}
 # Settings that make `anchang up` use outside services instead of starting its own.
 OUTSIDE_SERVICES = ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL")
 
@@ -54,16 +55,10 @@ class MainJob:
         self.root = root
         self.data_dir = root / "data"
         seaweed = free_port_block(10)
-        api, registry, broker, projector, supervisor, sales = _distinct_free_ports(6, range(seaweed, seaweed + 10))
-        self.ports = {
-            "api": api,
-            "registry": registry,
-            "broker": broker,
-            "projector": projector,
-            "supervisor": supervisor,
-            "sales": sales,
-            "seaweed": seaweed,
-        }
+        names = ("api", "registry", "broker", "projector", "supervisor", *PROCESSORS)
+        self.ports = dict(zip(names, _distinct_free_ports(len(names), range(seaweed, seaweed + 10)), strict=True))
+        self.ports["seaweed"] = seaweed
+        api, registry, broker, projector, supervisor = (self.ports[name] for name in names[:5])
         env = {
             name: value
             for name, value in os.environ.items()
@@ -76,7 +71,7 @@ class MainJob:
             ANCHANG_BROKER_PORT=str(broker),
             ANCHANG_PROJECTOR_METRICS_PORT=str(projector),
             ANCHANG_SUPERVISOR_METRICS_PORT=str(supervisor),
-            ANCHANG_SALES_METRICS_PORT=str(sales),
+            **{f"ANCHANG_{name.upper()}_METRICS_PORT": str(self.ports[name]) for name in PROCESSORS},
             ANCHANG_SEAWEED_BASE_PORT=str(seaweed),
             COLUMNS="200",  # rich wraps `anchang publish` messages at 80 columns otherwise
         )
@@ -321,7 +316,7 @@ def test_c_prometheus_scrapes_every_process(job: MainJob, tmp_path: Path) -> Non
                 "anchang-projector": job.ports["projector"],
                 "anchang-supervisor": job.ports["supervisor"],
                 "anchang-registry": job.ports["registry"],
-                "anchang-sales": job.ports["sales"],
+                **{f"anchang-{name}": job.ports[name] for name in PROCESSORS},
             }
         )
     )
@@ -340,8 +335,11 @@ def test_c_prometheus_scrapes_every_process(job: MainJob, tmp_path: Path) -> Non
 
         expected = consumed(job)  # nothing is posted while this test runs
         assert expected >= 1
-        jobs = {"anchang-api", "anchang-projector", "anchang-supervisor", "anchang-registry", "anchang-sales"}
-        selector = f'anchang_events_consumed_total{{event_type="VisitRegistered",office_id="{OFFICE}"}}'
+        jobs = {"anchang-api", "anchang-projector", "anchang-supervisor", "anchang-registry"}
+        jobs |= {f"anchang-{name}" for name in PROCESSORS}
+        # The decision processors consume visits too, each counting them under its own job.
+        labels = f'job="anchang-projector",event_type="VisitRegistered",office_id="{OFFICE}"'
+        selector = f"anchang_events_consumed_total{{{labels}}}"
         up: dict[str, float] = {}
         scraped: list[dict[str, Any]] = []
         deadline = time.monotonic() + 30

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Annotated, Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -17,7 +17,7 @@ from sqlalchemy import Engine, Table, select
 from projections.db import make_engine
 from projections.tables import call_register, event_register, visit_register
 from services.core.catalog import Catalogue, load_catalogue
-from services.core.clock import Clock, system_clock
+from services.core.clock import Clock, stored_utc, system_clock
 from services.core.codec import EventCodec
 from services.core.config import Settings
 from services.core.metrics import EVENTS_PRODUCED, EVENTS_REJECTED, instrument
@@ -224,6 +224,15 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
 
     app.include_router(units_router)
     app.include_router(board_router)
+    from services.ingest.ownership import router as ownership_router  # issue 4: ownership routes
+
+    app.include_router(ownership_router)
+    from services.ingest.frontdesk import frontdesk_router  # issue 5: front-desk routes
+
+    app.include_router(frontdesk_router(settings))
+    from services.ingest.staff import router as staff_router  # issue 5: staff routes
+
+    app.include_router(staff_router)
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, str]:
@@ -258,14 +267,7 @@ async def _office_rows(
 
 def _rows(engine: Engine, query: Any) -> list[dict[str, Any]]:
     with engine.connect() as connection:
-        return [{key: _utc(value) for key, value in row._mapping.items()} for row in connection.execute(query)]
-
-
-def _utc(value: Any) -> Any:
-    # SQLite hands back naive datetimes; everything Anchang stores is UTC.
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+        return [{key: stored_utc(value) for key, value in row._mapping.items()} for row in connection.execute(query)]
 
 
 def serve(settings: Settings) -> None:
