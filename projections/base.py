@@ -41,6 +41,11 @@ class ConsumedEvent:
     def envelope(self) -> dict[str, Any]:
         return self.record["envelope"]  # type: ignore[no-any-return]
 
+    @property
+    def position(self) -> tuple[str, int, int]:
+        """Where the record sits in the log: (topic, partition, offset)."""
+        return self.topic, self.partition, self.offset
+
     def payload(self) -> dict[str, Any]:
         return {key: value for key, value in self.record.items() if key != "envelope"}
 

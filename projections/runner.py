@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from sqlalchemy import Connection, Engine, delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from projections.base import BulkInsert, ConsumedEvent, Projection, Upsert
 from projections.tables import processed_events, projection_offsets
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (records done, records known so far)
 
+PROCESSING_FAILED = "processing_failed"  # dead-letter reason: the record made a projection raise
 SQL_IN_CHUNK = 900  # ids per "IN (…)" lookup: stays under SQLite's bound-parameter limit
 PROCESSED_EVENTS_INSERT = BulkInsert(processed_events, ("processor", "event_id", "topic", "partition", "offset"))
 OFFSETS_UPSERT = Upsert(
@@ -200,6 +201,7 @@ class ProjectionProcessor:
     def _process(self, consumer: Consumer, messages: list[Message]) -> BatchOutcome:
         outcome = BatchOutcome()
         events: list[ConsumedEvent] = []
+        sources: dict[tuple[str, int, int], Message] = {}
         rejected: list[Rejected] = []
         for message in messages:
             error = message.error()
@@ -211,6 +213,7 @@ class ProjectionProcessor:
             outcome.positions[(topic, partition)] = offset + 1
             try:
                 events.append(self._decode(message, topic, partition, offset))
+                sources[(topic, partition, offset)] = message
             except UndecodableEvent as problem:
                 rejected.append(Rejected(message, problem.reason, problem.detail))
         if not outcome.positions:
@@ -220,9 +223,22 @@ class ProjectionProcessor:
             self.dead_letters.send(item)
         # Dead letters must be durable before the offsets move past their source records.
         self.dead_letters.flush()
+        failures: list[RecordFailure] = []
+        try:
+            applied = self._commit(events, outcome.positions)
+        except Exception as problem:
+            if not is_record_fault(problem):
+                raise  # the database or Kafka failing: crash, restart and redo the batch, lose nothing
+            log.warning("%s: a batch of %d failed (%r); applying it record by record", self.name, len(events), problem)
+            applied, failures = self._commit_one_by_one(events)
+            for failure in failures:
+                rejected.append(Rejected(sources[failure.event.position], PROCESSING_FAILED, failure.detail))
+                self.dead_letters.send(rejected[-1])
+            self.dead_letters.flush()
+            with self.engine.begin() as connection:
+                self._store_offsets(connection, outcome.positions)
         outcome.dead_letters = len(rejected)
-        applied = self._commit(events, outcome.positions)
-        outcome.applied, outcome.duplicates = len(applied), len(events) - len(applied)
+        outcome.applied, outcome.duplicates = len(applied), len(events) - len(applied) - len(failures)
         self._positions.update(outcome.positions)
         self._observe(applied)
         consumer.commit(
@@ -265,6 +281,22 @@ class ProjectionProcessor:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def _commit_one_by_one(self, events: list[ConsumedEvent]) -> tuple[list[ConsumedEvent], list[RecordFailure]]:
+        """Apply each event in a transaction of its own (offsets are the caller's); return the applied events
+        and the ones that raised a record fault, with why. A restart before the caller stores the offsets
+        sees the applied ones as duplicates and fails (and dead-letters) the others again."""
+        applied: list[ConsumedEvent] = []
+        failures: list[RecordFailure] = []
+        for event in events:
+            try:
+                applied += self._commit([event], {})
+            except Exception as problem:
+                if not is_record_fault(problem):
+                    raise
+                log.exception("%s: %s at %s:%d:%d dead-lettered", self.name, event.event_type, *event.position)
+                failures.append(RecordFailure(event, f"{type(problem).__name__}: {problem}"))
+        return applied, failures
 
     def _claim(self, connection: Connection, events: list[ConsumedEvent]) -> list[ConsumedEvent]:
         """Record the batch's event ids as processed and return the events not processed before, in order.
@@ -344,3 +376,20 @@ class ProjectionProcessor:
 def _is_end_of_partition(message: Message) -> bool:
     error = message.error()
     return error is not None and error.code() == KafkaError._PARTITION_EOF
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    event: ConsumedEvent
+    detail: str
+
+
+def is_record_fault(problem: Exception) -> bool:
+    """Whether ``problem`` is this record's doing (a value our code or a column cannot take), to dead-letter,
+    rather than the environment failing (Kafka, the database's connection, disk, a missing migration),
+    to crash on and redo after the restart."""
+    if isinstance(problem, DBAPIError):
+        return isinstance(problem, IntegrityError | DataError)
+    if isinstance(problem, StatementError):
+        return True  # a parameter that could not be converted before it reached the database
+    return not isinstance(problem, SQLAlchemyError | KafkaException | OSError)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import OperationalError
 
 from projections.base import ConsumedEvent
 from projections.runner import ProjectionProcessor
@@ -101,13 +102,27 @@ def test_a_restart_resumes_from_the_offsets_in_sql_not_kafkas(
 
 
 class Exploding:
-    """A projection that fails mid-batch, after the other projections wrote their rows."""
+    """A projection whose database fails mid-batch, after the other projections wrote their rows."""
 
     tables: Sequence[Any] = ()
 
     def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         if events:
-            raise RuntimeError("disk full")
+            raise OperationalError("INSERT INTO register", {}, Exception("disk full"))
+
+
+class ChokesOn:
+    """A projection with a bug that one record's values trigger (a poison record)."""
+
+    tables: Sequence[Any] = ()
+
+    def __init__(self, visit_id: str) -> None:
+        self.visit_id = visit_id
+
+    def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
+        for event in events:
+            if event.record.get("visit_id") == self.visit_id:
+                raise KeyError("unit_type")
 
 
 def test_a_failed_batch_leaves_no_trace_and_is_redone_exactly_once(
@@ -128,12 +143,50 @@ def test_a_failed_batch_leaves_no_trace_and_is_redone_exactly_once(
         dead_letters=healthy.dead_letters,
         group_id=f"g-{uuid.uuid4()}",
     )
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(OperationalError, match="disk full"):  # not the records' fault: crash, dead-letter nothing
         failing.run_until_caught_up()
     assert counts(healthy.engine, office) == {}  # the register rows rolled back with the offsets
 
     assert build_processor(settings).run_until_caught_up() == 5
     assert counts(healthy.engine, office) == {"VisitRegistered": 5}
+
+
+def test_a_record_that_makes_a_projection_raise_is_dead_lettered_and_the_rest_applied(
+    settings: Settings, publisher: DirectPublisher, office: str, broker: str
+) -> None:
+    healthy = build_processor(settings)
+    healthy.run_until_caught_up()  # consume what earlier tests left, so the poisoned batch is ours
+    before = dead_letter_count("processing_failed", "anchang.frontdesk")
+    for number in range(5):
+        publisher.publish(visit_event(f"v-{number}", office=office))
+    publisher.flush()
+    choking = ProjectionProcessor(
+        PROCESSOR_NAME,
+        [EventRegister(), ChokesOn("v-2")],
+        engine=healthy.engine,
+        codec=healthy.codec,
+        catalogue=healthy.catalogue,
+        kafka_config=settings.kafka_client_config(),
+        dead_letters=healthy.dead_letters,
+        group_id=f"g-{uuid.uuid4()}",
+    )
+    assert choking.run_until_caught_up() == 5
+    assert counts(healthy.engine, office) == {"VisitRegistered": 4}  # the good ones, in their batch
+    assert build_processor(settings).run_until_caught_up() == 0  # the offsets in SQL moved past the poison
+
+    letters = [
+        m for m in read_topic(broker, "anchang.deadletter")
+        if _header(m, deadletter.REASON) == "processing_failed" and office.encode() in m.value()
+    ]  # fmt: skip
+    (letter,) = letters
+    assert _header(letter, deadletter.DETAIL) == "KeyError: 'unit_type'"
+    assert _header(letter, deadletter.PROCESSOR) == PROCESSOR_NAME
+    assert healthy.codec.decode(letter.value())[1]["visit_id"] == "v-2"  # forwarded unchanged
+    assert dead_letter_count("processing_failed", "anchang.frontdesk") == before + 1
+
+
+def _header(message: Any, name: str) -> str | None:
+    return next((value.decode() for key, value in message.headers() or [] if key == name), None)
 
 
 def dead_letter_count(reason: str, source_topic: str) -> float:

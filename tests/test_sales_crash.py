@@ -4,7 +4,7 @@ holds two claims and no accepted command is lost.
 A real ``anchang sales run`` process decides a contested stream of commands over fresh units while the test
 SIGKILLs it twice and starts it again each time with the same group and database: once wherever it happens to
 be about a third into the stream, once exactly in the window between producing a batch's facts and committing
-them (the test makes the processor's first INSERT into unit_facts wait, so it stops right there). Afterwards:
+them (the test makes the processor's next write of its offsets wait, so it stops right there). Afterwards:
 
 - every published command has exactly one decision (none lost, none decided twice);
 - the facts on ``anchang.units``, copies dropped by event id, are exactly the facts the processor remembers in
@@ -231,7 +231,7 @@ class Crash:
 
 # SQLite has no table locks: a trigger that keeps the inserting transaction busy for minutes stands in for one.
 STALL_TRIGGER = """
-CREATE TRIGGER crash_test_stall BEFORE INSERT ON unit_facts BEGIN
+CREATE TRIGGER crash_test_stall BEFORE INSERT ON projection_offsets BEGIN
     SELECT count(*) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500000000)
                           SELECT i FROM n);
 END
@@ -241,12 +241,13 @@ END
 @contextmanager
 def stalled_after_producing(engine: Engine) -> Iterator[None]:
     """While inside, the processor's next batch stops in the middle of its transaction right after its facts went
-    to Kafka (UnitDecisions.apply flushes them before it inserts them into unit_facts): that INSERT waits, on
-    PostgreSQL for an EXCLUSIVE lock on unit_facts held here (reads still pass), on SQLite in a trigger. Kill the
+    to Kafka (UnitDecisions.apply flushes them last, then the runner stores the offsets in the same transaction):
+    that offsets write waits, on PostgreSQL for an EXCLUSIVE lock on projection_offsets held here (reads still
+    pass), on SQLite in a trigger. Kill the
     processor before leaving: leaving lets an insert that is still waiting go on."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
-            connection.execute(text("LOCK TABLE unit_facts IN EXCLUSIVE MODE"))
+            connection.execute(text("LOCK TABLE projection_offsets IN EXCLUSIVE MODE"))
             try:
                 yield
             finally:

@@ -17,7 +17,9 @@ from services.core.catalog import Catalogue
 from services.core.clock import FrozenClock
 from services.core.codec import EventCodec
 from services.core.config import Settings
+from services.kafka import deadletter
 from services.kafka.direct import DirectPublisher
+from services.sales import domain as sales_domain
 from services.sales.processor import FACTS_TOPIC
 from services.sales.service import build_decision_processor
 from services.sales.tables import unit_deadlines, unit_decisions
@@ -191,3 +193,43 @@ def test_redeciding_after_a_crash_reproduces_the_same_fact_ids(
     assert len(ids) == 6 and len(set(ids)) == 3  # each fact twice, with the same id both times
     facts = [record_to_fact(*codec.decode(m.value())) for m in messages]
     assert facts[:3] == facts[3:]
+
+
+def test_a_command_the_decision_code_chokes_on_is_dead_lettered_and_the_batch_goes_on(
+    processor: ProjectionProcessor,
+    desk: Desk,
+    settings: Settings,
+    codec: EventCodec,
+    catalogue: Catalogue,
+    broker: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug that one command triggers must not stop 销控 for everyone: the command goes to the dead-letter
+    topic with the reason, the rest of its batch is decided, and no fact of the failed batch went out twice."""
+    real_decide = sales_domain.decide
+
+    def decide_with_a_bug(state: Any, command: Any, policy: Any) -> Any:
+        if getattr(command, "customer_id", None) == "c-poison":
+            raise ZeroDivisionError("division by zero")
+        return real_decide(state, command, policy)
+
+    monkeypatch.setattr(sales_domain, "decide", decide_with_a_bug)
+    good = Desk(settings, codec, catalogue)
+    accepted = good.command("REQUEST_LOCK", "consultant", customer_id="c-1", staff_id="s-1")
+    poisoned = desk.command("REQUEST_LOCK", "consultant", customer_id="c-poison", staff_id="s-1")
+    processor.run_until_caught_up()
+
+    assert decision(processor, accepted)["outcome"] == "accepted"
+    assert facts_on_the_log(broker, good.unit, codec) == ["UnitLockRequested"]  # once, not once per attempt
+    assert facts_on_the_log(broker, desk.unit, codec) == []
+    (letter,) = [m for m in read_topic(broker, "anchang.deadletter") if poisoned.encode() in m.value()]
+    headers = {key: value.decode() for key, value in letter.headers()}
+    assert headers[deadletter.REASON] == "processing_failed"
+    assert headers[deadletter.DETAIL] == "ZeroDivisionError: division by zero"
+    assert headers[deadletter.SOURCE_TOPIC] == "anchang.units.commands"
+
+    # The unit is untouched by the failed attempt: the next request for it is decided normally.
+    retried = desk.command("REQUEST_LOCK", "consultant", customer_id="c-2", staff_id="s-2")
+    processor.run_until_caught_up()
+    assert decision(processor, retried)["outcome"] == "accepted"
+    assert facts_on_the_log(broker, desk.unit, codec) == ["UnitLockRequested"]

@@ -161,6 +161,12 @@ class Attribution:
     # ------------------------------------------------------------ deciding a batch
 
     def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
+        # Facts go out when the SQL writes have succeeded too; a batch that raises sends none (the runner
+        # then retries its records one by one and dead-letters the one that fails).
+        with self.emitter.batch():
+            self._apply(connection, events)
+
+    def _apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         now = self._now()
         context = _SqlContext(connection)
         inputs: list[tuple[ConsumedEvent, Input]] = []
@@ -214,7 +220,6 @@ class Attribution:
                     rejection.reason if rejection else None, fact_ids, now,
                 )
             )  # fmt: skip
-        self.emitter.flush()  # facts are on Kafka before the transaction that remembers them commits
         if fact_rows:
             connection.execute(ownership_facts.insert(), fact_rows)
         if decision_rows:

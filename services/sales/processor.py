@@ -101,6 +101,12 @@ class UnitDecisions:
     # ------------------------------------------------------------ deciding a batch
 
     def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
+        # Facts go out when the SQL writes have succeeded too; a batch that raises sends none (the runner
+        # then retries its records one by one and dead-letters the one that fails).
+        with self.emitter.batch():
+            self._apply(connection, events)
+
+    def _apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         commands = [event for event in events if event.event_type == "UnitCommandIssued"]
         if not commands:
             return
@@ -116,7 +122,6 @@ class UnitDecisions:
                 states[unit_id] = d.evolve(states[unit_id], fact)
                 fact_rows.append(self._emit(fact, fact_id, event.office_id, recorded_at))
             decision_rows.append(self._decision_row(event, facts, fact_ids, states[unit_id], recorded_at))
-        self.emitter.flush()  # facts are on Kafka before the transaction that remembers them commits
         connection.execute(unit_facts.insert(), fact_rows)
         connection.execute(unit_decisions.insert(), decision_rows)
         self._track_deadlines(connection, {event.record["unit_id"]: event.office_id for event in commands}, states)

@@ -134,6 +134,12 @@ class FrontDeskDecisions:
     # ------------------------------------------------------------ deciding a batch
 
     def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
+        # Facts go out when the SQL writes have succeeded too; a batch that raises sends none (the runner
+        # then retries its records one by one and dead-letters the one that fails).
+        with self.emitter.batch():
+            self._apply(connection, events)
+
+    def _apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         batch = _Batch(recorded_at=self._now())
         has_owners = inspect(connection).has_table("customer_owners")
         for event in events:
@@ -155,7 +161,6 @@ class FrontDeskDecisions:
             batch.offices.add(event.office_id)
         if not batch.offices:
             return
-        self.emitter.flush()  # facts are on Kafka before the transaction that remembers them commits
         if batch.facts:
             connection.execute(frontdesk_facts.insert(), batch.facts)
         upsert(connection, frontdesk_calls, batch.calls.values(), keys=("office_id", "call_id"))

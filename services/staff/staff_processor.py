@@ -98,6 +98,12 @@ class StaffDecisions:
     # ------------------------------------------------------------ deciding a batch
 
     def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
+        # Facts go out when the SQL writes have succeeded too; a batch that raises sends none (the runner
+        # then retries its records one by one and dead-letters the one that fails).
+        with self.emitter.batch():
+            self._apply(connection, events)
+
+    def _apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         inputs = [event for event in events if event.topic in INPUT_TOPICS]
         if not inputs:
             return
@@ -136,7 +142,6 @@ class StaffDecisions:
                 timers[(office, slot)] = None
             for timer in outcome.timers:
                 timers[(office, timer.slot)] = timer
-        self.emitter.flush()  # facts and penalties are on Kafka before the transaction that remembers them
         self._store(connection, staff, cases, calendars, days_changed, timers, recorded_at)
 
     def _emit(self, outcome: Outcome, event: ConsumedEvent, recorded_at: datetime) -> None:
