@@ -35,6 +35,10 @@ staff_app = typer.Typer(help="The staff processor (attendance, leave, complaints
 keys_app = typer.Typer(help="Office API keys.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics from the topic catalogue.", no_args_is_help=True)
 db_app = typer.Typer(help="The projection database.", no_args_is_help=True)
+deadletters_app = typer.Typer(
+    help="The dead-letter topic: list what failed and why; replay records once the cause is fixed.",
+    no_args_is_help=True,
+)
 for sub, name in [
     (broker_app, "broker"),
     (registry_app, "registry"),
@@ -47,6 +51,7 @@ for sub, name in [
     (ownership_app, "ownership"),
     (frontdesk_app, "frontdesk"),
     (staff_app, "staff"),
+    (deadletters_app, "deadletters"),
 ]:
     app.add_typer(sub, name=name)
 app.add_typer(units_app, name="units")
@@ -63,7 +68,8 @@ def _logging() -> None:
 
 @app.command()
 def up() -> None:
-    """Run everything: tansu on SeaweedFS, schema registry, API, projector. Ctrl-C stops it all."""
+    """Run everything: tansu on SeaweedFS, schema registry, API, projector and the four decision processors
+    (销控, attribution, front desk, staff). Ctrl-C stops it all."""
     from services.stack import run_stack
 
     _logging()
@@ -271,6 +277,68 @@ def topics_list() -> None:
     for topic in load_catalogue().topics.values():
         table.add_row(topic.name, str(topic.partitions), topic.key, ", ".join(topic.event_types) or "(dead letters)")
     Console().print(table)
+
+
+ReasonOption = Annotated[str | None, typer.Option(help="Only this reason, e.g. processing_failed.")]
+ProcessorOption = Annotated[str | None, typer.Option(help="Only letters from this processor, e.g. sales.")]
+SourceTopicOption = Annotated[str | None, typer.Option(help="Only records from this topic.")]
+
+
+def _dead_letters(reason: str | None, processor: str | None, source_topic: str | None) -> list[Any]:
+    from services.core.catalog import load_catalogue
+    from services.kafka.deadletter_log import matching, read_dead_letters
+
+    settings = Settings()
+    topic = load_catalogue().dead_letter_topic.name
+    letters = read_dead_letters(settings.kafka_client_config(), topic)
+    return matching(letters, reason=reason, processor=processor, source_topic=source_topic)
+
+
+@deadletters_app.command("list")
+def deadletters_list(
+    reason: ReasonOption = None,
+    processor: ProcessorOption = None,
+    source_topic: SourceTopicOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
+) -> None:
+    """Print the dead letters (each source record once): where it came from, who failed on it and why."""
+    letters = _dead_letters(reason, processor, source_topic)
+    if as_json:
+        for letter in letters:
+            print(json.dumps({
+                "dead_letter": f"{letter.partition}:{letter.offset}", "processor": letter.processor,
+                "reason": letter.reason, "detail": letter.detail, "event_type": letter.event_type,
+                "source": f"{letter.source_topic}:{letter.source_partition}:{letter.source_offset}",
+            }, ensure_ascii=False))  # fmt: skip
+        return
+    table = Table("dead letter", "processor", "reason", "source", "event type", "detail")
+    for letter in letters:
+        source = f"{letter.source_topic}:{letter.source_partition}:{letter.source_offset}"
+        detail = letter.detail if len(letter.detail) <= 80 else letter.detail[:79] + "…"
+        table.add_row(f"{letter.partition}:{letter.offset}", letter.processor, letter.reason, source,
+                      letter.event_type, detail)  # fmt: skip
+    Console().print(table)
+    console.print(f"{len(letters)} dead letter(s)")
+
+
+@deadletters_app.command("replay")
+def deadletters_replay(
+    reason: Annotated[str, typer.Option(help="Replay letters with this reason.")] = "processing_failed",
+    processor: ProcessorOption = None,
+    source_topic: SourceTopicOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do it; without it, only say what would be replayed.")] = False,
+) -> None:
+    """Put dead-lettered records back on their source topics, unchanged (after fixing what made them fail).
+
+    Processors that applied a record before drop the copy by its event id; one that still fails on it
+    dead-letters it again."""
+    from services.kafka.deadletter_log import replay
+
+    letters = _dead_letters(reason, processor, source_topic)
+    if not yes:
+        console.print(f"{len(letters)} record(s) would be replayed; add --yes to replay them")
+        return
+    console.print(f"replayed {replay(Settings().kafka_client_config(), letters)} record(s)")
 
 
 # ---------------------------------------------------------------- publishing

@@ -28,6 +28,8 @@ def test_every_command_has_help() -> None:
         ["projections", "rebuild", "--help"],
         ["keys", "create", "--help"],
         ["topics", "list"],
+        ["deadletters", "list", "--help"],
+        ["deadletters", "replay", "--help"],
     ):
         result = runner.invoke(app, command)
         assert result.exit_code == 0, (command, result.output)
