@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import pytest
@@ -77,7 +77,7 @@ def parse_types(type_schemas: list[dict[str, Any]]) -> dict[str, Any]:
 def expand(schema: dict[str, Any], named: Mapping[str, Any]) -> dict[str, Any]:
     """The schema with every named reference replaced by its definition (fastavro's expanded form)."""
     expanded = fastavro.parse_schema(copy.deepcopy(schema), named_schemas=dict(named), expand=True)
-    return strip_internal(expanded)
+    return cast(dict[str, Any], strip_internal(expanded))
 
 
 def strip_internal(schema: Schema) -> Schema:

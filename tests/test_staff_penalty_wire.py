@@ -54,4 +54,4 @@ def test_the_id_depends_on_the_sanction_not_on_when_it_was_decided() -> None:
         penalty_to_record(first, office_id="o", processor_id="p", recorded_at=moment)
         for moment in (AT, datetime(2027, 1, 1, tzinfo=UTC))
     ]
-    assert records[0]["envelope"]["event_id"] == records[1]["envelope"]["event_id"]  # type: ignore[index]
+    assert records[0]["envelope"]["event_id"] == records[1]["envelope"]["event_id"]

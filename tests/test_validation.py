@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import fastavro
 import pytest
@@ -17,7 +18,7 @@ from tests.support import call_logged, visit_event
 RECORDED = datetime(2026, 11, 22, 1, 30, tzinfo=UTC)
 
 
-def errors_by_field(body: dict, catalogue: Catalogue, office: str = "office-a") -> dict[str, str]:
+def errors_by_field(body: dict[str, Any], catalogue: Catalogue, office: str = "office-a") -> dict[str, str]:
     event, errors = build_event(body, office, catalogue, RECORDED)
     assert event is None
     return {".".join(map(str, error.loc)): error.type for error in errors}
