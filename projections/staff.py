@@ -71,7 +71,8 @@ class DisciplineLedger:
 
 
 class LeaveRequests:
-    """Each leave request with its latest decision (LeaveDecided), or its reclassification (ATT-09)."""
+    """Each leave request with its latest decision (LeaveDecided), its reclassification (ATT-09) or the days a
+    blackout declared later took back (LeaveRevoked, ATT-05: REVOKED once no day is left)."""
 
     tables = (leave_requests,)
 
@@ -82,7 +83,7 @@ class LeaveRequests:
                 row = {"office_id": e.office_id, "request_id": r["request_id"], "staff_id": r["staff_id"],
                        "leave_type": r["leave_type"], "days": [d.isoformat() for d in r["days"]],
                        "status": r["status"], "rule_id": r["rule_id"], "reason": r["reason"], "counts_as": None,
-                       "updated_at": _utc(e.occurred_at)}  # fmt: skip
+                       "revoked_days": [], "updated_at": _utc(e.occurred_at)}  # fmt: skip
                 upsert(connection, leave_requests, [row], keys=("office_id", "request_id"))
             elif e.event_type == "SickLeaveReclassified":
                 connection.execute(
@@ -92,6 +93,19 @@ class LeaveRequests:
                             reason="no medical certificate by the end of the first day back",
                             updated_at=_utc(e.occurred_at))
                 )  # fmt: skip
+            elif e.event_type == "LeaveRevoked":
+                # The fact carries every revoked day and what is left: no read needed, and a copy changes nothing.
+                values: dict[str, Any] = {
+                    "revoked_days": [d.isoformat() for d in r["revoked_days"]], "rule_id": r["rule_id"],
+                    "reason": r["reason"], "updated_at": _utc(e.occurred_at),
+                }  # fmt: skip
+                if not r["remaining_days"]:
+                    values["status"] = "REVOKED"
+                connection.execute(
+                    update(leave_requests)
+                    .where(leave_requests.c.office_id == e.office_id, leave_requests.c.request_id == r["request_id"])
+                    .values(**values)
+                )
 
 
 class ComplaintCases:

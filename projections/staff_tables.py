@@ -55,10 +55,13 @@ leave_requests = Table(
     Column("staff_id", String(200), nullable=False),
     Column("leave_type", String(20), nullable=False),
     Column("days", JSON, nullable=False),  # ["YYYY-MM-DD", …]
-    Column("status", String(30), nullable=False),  # REFUSED | AWAITING_APPROVAL | GRANTED | RECLASSIFIED
+    Column("status", String(30), nullable=False),  # REFUSED | AWAITING_APPROVAL | GRANTED | RECLASSIFIED | REVOKED
     Column("rule_id", String(30)),
     Column("reason", Text, nullable=False),
     Column("counts_as", String(20)),  # the type the days count as after a reclassification (ATT-09)
+    # Days a later blackout declaration took back (LeaveRevoked, ATT-05; migration 0007). NULL on rows written
+    # before 0007: read as none. The status is REVOKED once no day is left, GRANTED while some are.
+    Column("revoked_days", JSON),
     Column("updated_at", TZ, nullable=False),
 )
 

@@ -102,7 +102,10 @@ def leave_of(connection: Connection, office_id: str, staff_id: str | None, statu
     if status is not None:
         query = query.where(leave_requests.c.status == status)
     rows = connection.execute(query.order_by(leave_requests.c.updated_at.desc(), leave_requests.c.request_id))
-    return [{**row._mapping, "updated_at": stored_utc(row.updated_at)} for row in rows]
+    return [
+        {**row._mapping, "revoked_days": list(row.revoked_days or []), "updated_at": stored_utc(row.updated_at)}
+        for row in rows
+    ]
 
 
 _DUE = (("CLASSIFY", "classify_due_at"), ("RESOLVE", "resolve_due_at"), ("CALLBACK", "callback_due_at"))

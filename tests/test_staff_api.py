@@ -148,7 +148,10 @@ def test_ATT_13_the_attendance_ledger_exports_as_csv_before_the_30th(api: Api) -
 def test_ATT_05_a_leave_request_on_an_opening_day_is_refused_with_the_rule_id(api: Api) -> None:
     (request,) = api.get("/v1/staff/leave", staff_id="s-api").json()
     assert (request["request_id"], request["status"], request["rule_id"]) == ("r-open", "REFUSED", "ATT-05")
+    assert request["revoked_days"] == []  # refused before any grant: nothing to revoke
     assert api.get("/v1/staff/leave", status="GRANTED").json() == []
+    assert api.get("/v1/staff/leave", status="REVOKED").json() == []  # a status the read side knows (ATT-05)
+    assert api.get("/v1/staff/leave", status="CANCELLED").status_code == 422
 
 
 def test_CMP_09_a_complaint_past_its_sla_escalates_per_the_offices_policy(api: Api) -> None:

@@ -122,6 +122,9 @@ def scenario(office: Office, settings: Settings, clock: FrozenClock) -> dict[str
 
     ids: dict[str, str] = {}
     o = office
+    # A second office (ATT-05 after a grant, ATT-01 posted late): its calendar is its own.
+    b = Office(office.publisher, clock, f"{office.office}-b")
+    ids["office-b"] = b.office
     # Sunday: known staff, a swap approved in advance (ATT-12); the office's 开盘日 and its day end (ATT-05/01).
     o.clock_in("s-absent", at(later(-1), "08:00"))
     o.send("ShiftSwapApproved", MANAGER, at(later(-1), "09:00"), staff_id="s-swap-ok", rostered_staff_id="s-swap-ok2",
@@ -180,17 +183,34 @@ def scenario(office: Office, settings: Settings, clock: FrozenClock) -> dict[str
     o.step("c-callback", "FORWARD", MANAGER, at(D, "10:20"), department="工程部")
     o.send("ComplaintResolved", MANAGER, at(D, "11:00"), complaint_id="c-callback", resolution="已修复",
            resolved_by="m-1", substantiated=False)  # fmt: skip
+    # Office B: leave for Tuesday granted on Monday, before Tuesday becomes its 广告日 (ATT-05); a sick day is exempt.
+    b.ask_leave("s-rv", "r-rv", "PERSONAL", [later(1)], at(D, "10:00"))
+    b.send("LeaveApproved", MANAGER, at(D, "11:00"), staff_id="s-rv", request_id="r-rv", handover_done=True)
+    b.ask_leave("s-rv2", "r-rv2", "PERSONAL", [later(1), later(2)], at(D, "10:00"))
+    b.send("LeaveApproved", MANAGER, at(D, "11:00"), staff_id="s-rv2", request_id="r-rv2", handover_done=True)
+    b.ask_leave("s-rv-sick", "r-rv-sick", "SICK", [later(1)], at(D, "07:00"))
+    b.clock_in("s-rv-out", at(D, "08:00"))
+    b.clock_in("s-rv-out", at(D, "17:45"), kind="ClockedOut")
     o.complaint("c-invalid", at(D, "10:00"))
     o.step("c-invalid", "CLASSIFY", MANAGER, at(D, "10:10"), valid=False, note="投诉不成立")
     ids["out-of-order"] = o.step("c-invalid", "FORWARD", MANAGER, at(D, "10:20"), department="工程部")
     o.step("c-invalid", "CLOSE", MANAGER, at(D, "10:30"))
     clock.at = at(D, "18:30").astimezone(UTC)
     catch_up()
+    # Monday evening, after the grants were decided: office B declares Tuesday a 广告日 (ATT-05).
+    ids["declared"] = b.send("SpecialDayDeclared", MANAGER, at(D, "19:00"), staff_id="m-1",
+                             day=later(1).isoformat(), kind="AD_DAY")  # fmt: skip
+    catch_up()
 
     # Tuesday: back from sick leave; one brings a certificate, one does not (ATT-09).
     o.clock_in("s-sick", at(later(1), "08:00"))
     o.clock_in("s-sick-cert", at(later(1), "08:00"))
+    b.clock_in("s-rv2", at(later(1), "08:20"))  # revoked: back at work on the 广告日
     o.send("SickCertificateSubmitted", MANAGER, at(later(1), "09:00"), staff_id="s-sick-cert", request_id="r-sick-cert")
+    catch_up()  # Monday is closed now
+    # Office B's Monday DayEnded, posted the next morning (ATT-01): the 晚会 ended at 18:30.
+    ids["late-ended"] = b.send("DayEnded", MANAGER, at(later(1), "09:30"), staff_id="m-1", day=D.isoformat(),
+                               evening_meeting_ended_at=at(D, "18:30").isoformat())  # fmt: skip
     catch_up()
     # Thursday noon, after "downtime": every timer that fell due meanwhile fires, in order.
     clock.at = at(later(3), "12:00").astimezone(UTC)
@@ -298,6 +318,34 @@ def test_ATT_05_a_leave_request_on_an_opening_day_is_refused_with_the_rule_id(wo
     refused = world.leave("r-opening")
     assert (refused["status"], refused["rule_id"]) == ("REFUSED", "ATT-05")
     assert "OPENING_DAY" in refused["reason"]
+
+
+def test_ATT_05_a_special_day_declared_after_a_grant_revokes_the_leave(world: World) -> None:
+    b = World(world.ids["office-b"], world.engine)
+    revoked = b.leave("r-rv")
+    assert (revoked["status"], revoked["rule_id"], revoked["revoked_days"]) == ("REVOKED", "ATT-05", ["2026-11-24"])
+    assert "AD_DAY" in revoked["reason"]
+    # Expected at work that day: no clock-in is 旷工 + 警告单 as usual (ATT-10).
+    assert b.day("s-rv", later(1))["status"] == "ABSENT"
+    tuesday = sorted((r["rule_id"], r["kind"]) for r in b.rows(penalties, staff_id="s-rv", day=later(1)))
+    assert tuesday == [("ATT-10", "ABSENCE"), ("ATT-10", "WARNING")]
+    # A two-day leave loses the declared day only; the other day is still leave.
+    partly = b.leave("r-rv2")
+    assert (partly["status"], partly["revoked_days"]) == ("GRANTED", ["2026-11-24"])
+    assert (b.day("s-rv2", later(1))["status"], b.day("s-rv2", later(2))["status"]) == ("PRESENT", "LEAVE")
+    # Sick leave is exempt (decision 5); the other office's leave that Tuesday stands.
+    assert (b.leave("r-rv-sick")["status"], b.day("s-rv-sick", later(1))["leave_type"]) == ("GRANTED", "SICK")
+    assert (world.leave("r-leave")["revoked_days"], world.day("s-leave", later(1))["status"]) == ([], "LEAVE")
+    # The read view behind GET /v1/staff/leave shows the revoked state, and filters on it.
+    with world.engine.connect() as connection:
+        (listed,) = views.leave_of(connection, b.office, None, "REVOKED")
+    assert (listed["request_id"], listed["revoked_days"]) == ("r-rv", ["2026-11-24"])
+
+
+def test_ATT_01_a_day_ended_posted_after_the_day_was_closed_judges_early_leave_again(world: World) -> None:
+    monday = World(world.ids["office-b"], world.engine).day("s-rv-out", D)
+    assert (monday["status"], monday["early_ms"]) == ("PRESENT", 45 * 60 * 1000)  # out 17:45, 晚会 until 18:30
+    assert world.ids["late-ended"] in monday["evidence"]
 
 
 def test_ATT_09_PEN_05_sick_leave_without_certificate_on_the_first_day_back_becomes_personal_leave(

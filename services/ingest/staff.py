@@ -30,7 +30,7 @@ router = APIRouter(prefix="/v1/staff", tags=["考勤与投诉 (staff)"])
 
 Month = Annotated[str, Query(description="The ledger month, YYYY-MM.", examples=["2026-11"])]
 Format = Annotated[Literal["json", "csv"], Query(description="csv: a file for 内业 / payroll.")]
-LeaveStatus = Literal["REFUSED", "AWAITING_APPROVAL", "GRANTED", "RECLASSIFIED"]
+LeaveStatus = Literal["REFUSED", "AWAITING_APPROVAL", "GRANTED", "RECLASSIFIED", "REVOKED"]
 Stage = Literal["FILED", "CLASSIFIED", "FORWARDED", "RESOLVED", "CALLED_BACK", "CLOSED", "REJECTED"]
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
@@ -86,7 +86,11 @@ async def discipline(service: Service, office_id: Office, month: Month, format: 
     return ledger
 
 
-@router.get("/leave", summary="Leave requests (请假) and their outcomes, most recently decided first")
+@router.get(
+    "/leave",
+    summary="Leave requests (请假) and their outcomes, most recently decided first; revoked_days lists the days a "
+    "blackout day declared after the grant took back (ATT-05), REVOKED when none is left",
+)
 async def leave(
     service: Service, office_id: Office, staff_id: str | None = None, status: LeaveStatus | None = None
 ) -> list[dict[str, Any]]:

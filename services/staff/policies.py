@@ -194,6 +194,7 @@ _SETTINGS: Mapping[str, tuple[str, Callable[[str, Any], Any]]] = MappingProxyTyp
         "sick_reclassified_as": ("sick_reclassified_as", _choice(LeaveType)),
         "blackout_day_kinds": ("blackout_day_kinds", _day_kinds),
         "blackout_applies_to_sick_leave": ("blackout_applies_to_sick_leave", _bool),
+        "revoke_leave_on_special_day": ("revoke_leave_on_special_day", _bool),
         "rest_weekdays": ("rest_weekdays", _weekdays),
         "rest_days_per_week": ("rest_days_per_week", _int),
         "swap_approvers": ("swap_approvers", _roles),

@@ -72,6 +72,7 @@ class StaffPolicy:
     sick_reclassified_as: LeaveType = LeaveType.PERSONAL  # ATT-09 / §13.4 「按事假或年假处理」: 事假
     blackout_day_kinds: frozenset[DayKind] = frozenset(DayKind)  # ATT-05 「节假日、开盘日、广告日、集中办理按揭日」
     blackout_applies_to_sick_leave: bool = False  # ATT-05 vs ATT-09: illness is not refused, see the docs
+    revoke_leave_on_special_day: bool = True  # ATT-05 「全体人员上班」: a blackout day declared later revokes leave
     rest_weekdays: frozenset[int] = frozenset({1, 2, 3, 4, 5})  # ATT-04 「周一至周五轮休」 (ISO weekdays)
     rest_days_per_week: int = 1  # ATT-04 「每周六天工作制」
     swap_approvers: frozenset[str] = MANAGER  # ATT-12 「向部门经理提出申请」 (S0-D says 主管: §13.3)

@@ -3,7 +3,8 @@ turned into a value by services/staff/staff_wire.py) and the state it applies to
 penalties and the timers. No I/O, no clock: every instant comes from the input.
 
 The rules themselves are in attendance.py, leave.py and complaints.py; this module only threads state through
-them and decides *when* they run (at clock-in, at the day's close, when a deadline passes)."""
+them and decides *when* they run (at clock-in, at the day's close, when a deadline passes). Office-wide inputs
+(SpecialDayDeclared, DayEnded) go through ``decide_office``, over every staff member of the office at once."""
 
 from __future__ import annotations
 
@@ -352,7 +353,7 @@ def _certificate_due(state: StaffState, command: CertificateDue, policy: StaffPo
                "evidence_event_ids": list(result.evidence)}  # fmt: skip
     facts = [Fact("SickLeaveReclassified", command.at, payload)]
     # Days already judged as 病假 are judged again with the type they count as now (the ledger keeps the last).
-    for day in record.days:
+    for day in record.remaining_days:
         if state.judged_through is not None and day <= state.judged_through:
             judged = _judged_payload(state.staff_id, day, DayStatus.LEAVE, result.leave_type, result.evidence)
             facts.append(Fact("AttendanceDayJudged", command.at, judged))
@@ -445,7 +446,7 @@ def _close_day(
     end = day_end(day, policy, info.last_visitor_left_at, info.evening_meeting_ended_at)
     clock_in = state.clock_ins.get(day)
     clock_out = state.clock_outs.get(day)
-    covering = [r for r in state.leaves.values() if day in r.days and r.status is LeaveStatus.GRANTED]
+    covering = [r for r in state.leaves.values() if r.covers(day)]  # a day revoked by ATT-05 is a working day
     refused = tuple(r.event_id for r in state.leaves.values() if day in r.days and r.status is LeaveStatus.REFUSED)
     leave = covering[0] if covering else None
     result = attendance_day(
@@ -475,6 +476,139 @@ def _close_day(
         }
     )
     return state, Outcome(facts=(Fact("AttendanceDayJudged", command.at, payload),), penalties=penalties)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Office-wide inputs (ATT-01/05): SpecialDayDeclared and DayEnded reach every staff member of the office
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeclareSpecialDay:
+    """SpecialDayDeclared: ``kind`` None is the reader's UNKNOWN (the day is an ordinary one again)."""
+
+    event_id: str
+    at: datetime  # recorded_at: a declaration cannot be backdated
+    day: date
+    kind: DayKind | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndDay:
+    """DayEnded: the last visitor group left / the 晚会 ended (either may be missing)."""
+
+    event_id: str
+    at: datetime
+    day: date
+    last_visitor_left_at: datetime | None
+    evening_meeting_ended_at: datetime | None
+
+
+OfficeCommand: TypeAlias = DeclareSpecialDay | EndDay
+
+
+def office_day_after(info: OfficeDay, command: OfficeCommand) -> OfficeDay:
+    """The office calendar's entry for ``command.day`` once the command is applied: a declaration sets the kind
+    (the last one wins), a DayEnded fills in the instants it carries and keeps those it does not."""
+    if isinstance(command, DeclareSpecialDay):
+        return replace(info, kind=command.kind)
+    return OfficeDay(
+        info.kind,
+        command.last_visitor_left_at or info.last_visitor_left_at,
+        command.evening_meeting_ended_at or info.evening_meeting_ended_at,
+    )
+
+
+def decide_office(
+    states: Mapping[str, StaffState], command: OfficeCommand, policy: StaffPolicy, calendar: Calendar
+) -> tuple[OfficeDay, dict[str, StaffState], Outcome]:
+    """Apply one office-wide input to the office's calendar (``calendar`` as it was before it) and to every staff
+    member of the office (``states``, by staff id). Returns the day's new calendar entry, the states that changed
+    and the facts, in staff-id order so that a replay gives the same fact ids.
+
+    - SpecialDayDeclared (ATT-05): leave already granted for that day is revoked (``LeaveRevoked``), see
+      ``_revoke_for_special_day``.
+    - DayEnded (ATT-01): a day already judged PRESENT whose end moved is judged again (early leave measured
+      against the new end); a DayEnded that arrives before the day's close changes nothing but the calendar."""
+    before = calendar.get(command.day, OfficeDay())
+    after = office_day_after(before, command)
+    changed: dict[str, StaffState] = {}
+    facts: list[Fact] = []
+    for staff_id in sorted(states):
+        state = states[staff_id]
+        if isinstance(command, DeclareSpecialDay):
+            new, more = _revoke_for_special_day(state, command, policy)
+        else:
+            new, more = state, _rejudge_day_end(state, command, policy, before, after)
+        if new is not state:
+            changed[staff_id] = new
+        facts.extend(more)
+    revoked = sum(1 for fact in facts if fact.event_type == "LeaveRevoked")
+    extra = {"leave_revoked": revoked} if revoked else {}
+    return after, changed, Outcome(facts=tuple(facts), extra=extra)
+
+
+def _revoke_for_special_day(
+    state: StaffState, command: DeclareSpecialDay, policy: StaffPolicy
+) -> tuple[StaffState, list[Fact]]:
+    """ATT-05 「节假日、开盘日、广告日、集中办理按揭日,全体人员上班」 also binds leave granted before the day was
+    declared: each granted 事假/年假/调休 covering the day loses that day (病假 only if
+    ``blackout_applies_to_sick_leave``); its other days stay granted. The person is then expected at work, and a
+    day without clock-in is judged as usual (旷工, ATT-10). Not revoked: with ``revoke_leave_on_special_day``
+    off; a kind outside ``blackout_day_kinds``; a declaration recorded on the day itself or later (the person may
+    already be away, and a day already closed is never judged again)."""
+    day = command.day
+    if not policy.revoke_leave_on_special_day or command.kind is None or command.kind not in policy.blackout_day_kinds:
+        return state, []
+    if local_day(command.at, policy.timezone) >= day:
+        return state, []
+    if state.judged_through is not None and day <= state.judged_through:
+        return state, []
+    facts: list[Fact] = []
+    for request_id in sorted(state.leaves):
+        record = state.leaves[request_id]
+        if not record.covers(day):
+            continue
+        if record.leave_type is LeaveType.SICK and not policy.blackout_applies_to_sick_leave:
+            continue  # illness cannot be forbidden (docs/staff-policy.md, decision 5)
+        record = record.model_copy(update={"revoked_days": tuple(sorted({*record.revoked_days, day}))})
+        state = _with_leave(state, record)
+        reason = f"{day} was declared a {command.kind} after the leave was granted: 全体人员上班"
+        payload = {"staff_id": state.staff_id, "request_id": record.request_id, "leave_type": str(record.leave_type),
+                   "day": day, "day_kind": str(command.kind), "revoked_days": list(record.revoked_days),
+                   "remaining_days": list(record.remaining_days), "rule_id": "ATT-05", "reason": reason,
+                   "evidence_event_ids": [command.event_id, *record.evidence]}  # fmt: skip
+        facts.append(Fact("LeaveRevoked", command.at, payload))
+    return state, facts
+
+
+def _rejudge_day_end(
+    state: StaffState, command: EndDay, policy: StaffPolicy, before: OfficeDay, after: OfficeDay
+) -> list[Fact]:
+    """ATT-01: a DayEnded recorded after the person's day was closed. The day was judged against the end known
+    then; if the end moved, a PRESENT day is judged again (the ledger keeps the last judgement). Early leave costs
+    nothing (decision 4), so no sanction changes; other statuses do not depend on the day's end."""
+    day = command.day
+    if state.judged_through is None or day > state.judged_through or day in state.rest_days:
+        return []
+    clock_in = state.clock_ins.get(day)
+    if clock_in is None:
+        return []
+    old_end = day_end(day, policy, before.last_visitor_left_at, before.evening_meeting_ended_at)
+    end = day_end(day, policy, after.last_visitor_left_at, after.evening_meeting_ended_at)
+    if end == old_end:
+        return []
+    clock_out = state.clock_outs.get(day)
+    result = attendance_day(
+        state.staff_id, day, policy, closed_by=command.event_id, closed_at=command.at,
+        clock_in=Clocking(clock_in.event_id, state.staff_id, clock_in.at),
+        clock_out=None if clock_out is None else Clocking(clock_out.event_id, state.staff_id, clock_out.at), end=end,
+    )  # fmt: skip
+    record = result.day
+    payload = _judged_payload(
+        state.staff_id, day, record.status, record.leave_type, (*record.evidence, command.event_id), record.late,
+        record.early, record.missing_clock_out, end,
+    )  # fmt: skip
+    return [Fact("AttendanceDayJudged", command.at, payload)]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ projection runner, like the 销控 processor (services/sales/processor.py): per 
 and each case's state from SQL, runs the pure step (services/staff/staff_decide.py), produces the facts to
 ``anchang.staff.facts`` and every sanction as ``PenaltyIssued`` to ``anchang.discipline``, waits for the
 acknowledgements, then stores the new states, the office calendar, the timers and the consumed offsets in one SQL
-transaction. A crash in between re-decides the same inputs from the same state into the same ids.
+transaction. A crash in between re-decides the same inputs from the same state into the same ids. An office-wide
+input (SpecialDayDeclared, DayEnded) is decided over every staff member of its office (ATT-05 revokes leave granted
+before a blackout day was declared; ATT-01 re-judges a day closed before its DayEnded came).
 
 Timers (a day's close, a sick certificate's window, a complaint SLA) follow the payment-deadline discipline: a
 tick puts a timer *event* with a deterministic id on the input topic once it is due, so it is ordered on the log
@@ -46,6 +48,7 @@ from services.staff.staff_wire import (
     fact_event_id,
     fact_to_record,
     record_to_complaint_input,
+    record_to_office_input,
     record_to_staff_input,
     timer_body,
     timer_event_id,
@@ -66,6 +69,10 @@ LATE_CLOCK_INS = Counter("anchang_staff_late_clock_ins_total", "Clock-ins after 
 LEAVE_REFUSED = Counter(
     "anchang_staff_leave_refused_total", "Leave requests refused, by office and rule (ATT-05/07/08/09).",
     ["office_id", "rule_id"],
+)  # fmt: skip
+LEAVE_REVOKED = Counter(
+    "anchang_staff_leave_revoked_total", "Granted leave days taken back by a blackout day declared later (ATT-05).",
+    ["office_id"],
 )  # fmt: skip
 COMPLAINTS_ESCALATED = Counter(
     "anchang_staff_complaint_sla_breached_total", "Complaint deadlines missed and escalated (CMP-09, CMP-X01).",
@@ -112,17 +119,28 @@ class StaffDecisions:
         inputs.sort(key=lambda event: event.event_type not in OFFICE_EVENT_TYPES)
         recorded_at = self._now()
         calendars = self._load_calendars(connection, {event.office_id for event in inputs})
-        staff = self._load_staff(connection, {_staff_key(e) for e in inputs if _is_staff_input(e)})
+        # An office-wide event reaches every staff member of its office (ATT-01/05): all of them are loaded.
+        whole_offices = {event.office_id for event in inputs if event.event_type in OFFICE_EVENT_TYPES}
+        staff = self._load_staff(connection, {_staff_key(e) for e in inputs if _is_staff_input(e)}, whole_offices)
         cases = self._load_cases(connection, {_case_key(e) for e in inputs if e.topic == COMPLAINTS_TOPIC})
+        changed: set[tuple[str, str]] = set()  # the staff states to store
         days_changed: set[tuple[str, date]] = set()
         timers: dict[tuple[str, str], Timer | None] = {}
         for event in inputs:
             office = event.office_id
             policy = self.policies(office)
             if event.event_type in OFFICE_EVENT_TYPES:
-                day = _office_day(calendars[office], event)
-                if day is not None:
-                    days_changed.add((office, day))
+                office_input = record_to_office_input(event.event_type, event.record)
+                if office_input is None:
+                    continue
+                members = {staff_id: state for (where, staff_id), state in staff.items() if where == office}
+                info, revised, outcome = sd.decide_office(members, office_input, policy, calendars[office])
+                calendars[office][office_input.day] = info
+                days_changed.add((office, office_input.day))
+                for staff_id, state in revised.items():
+                    staff[(office, staff_id)] = state
+                    changed.add((office, staff_id))
+                self._emit(outcome, event, recorded_at)
                 continue
             if event.topic == COMPLAINTS_TOPIC:
                 if event.event_type not in COMPLAINT_EVENT_TYPES:
@@ -137,12 +155,14 @@ class StaffDecisions:
                 state = staff.get(key) or StaffState(staff_id=key[1])
                 command = record_to_staff_input(event.event_type, event.record)
                 staff[key], outcome = sd.decide_staff(state, command, policy, calendars[office])
+                changed.add(key)
             self._emit(outcome, event, recorded_at)
             for slot in outcome.cleared:
                 timers[(office, slot)] = None
             for timer in outcome.timers:
                 timers[(office, timer.slot)] = timer
-        self._store(connection, staff, cases, calendars, days_changed, timers, recorded_at)
+        stored = {key: staff[key] for key in sorted(changed)}
+        self._store(connection, stored, cases, calendars, days_changed, timers, recorded_at)
 
     def _emit(self, outcome: Outcome, event: ConsumedEvent, recorded_at: datetime) -> None:
         office = event.office_id
@@ -160,6 +180,8 @@ class StaffDecisions:
             LATE_CLOCK_INS.labels(office).inc()
         if refused := outcome.extra.get("leave_refused"):
             LEAVE_REFUSED.labels(office, str(refused)).inc()
+        if revoked := outcome.extra.get("leave_revoked"):
+            LEAVE_REVOKED.labels(office).inc(int(revoked))
 
     def _emit_penalty(self, penalty: Penalty, office: str, recorded_at: datetime) -> None:
         record = penalty_to_record(penalty, office_id=office, processor_id=PROCESSOR_ID, recorded_at=recorded_at)
@@ -178,11 +200,24 @@ class StaffDecisions:
                                                           stored_utc(row.evening_meeting_ended_at))  # fmt: skip
         return calendars
 
-    def _load_staff(self, connection: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], StaffState]:
-        if not keys:
+    def _load_staff(
+        self, connection: Connection, keys: set[tuple[str, str]], offices: set[str]
+    ) -> dict[tuple[str, str], StaffState]:
+        """The states of ``keys``, and of every staff member of ``offices``. On PostgreSQL the rows are locked (in
+        key order): an office-wide event writes states of other partitions' staff, which another instance of the
+        processor may be deciding at the same time."""
+        if not keys and not offices:
             return {}
         columns = tuple_(staff_states.c.office_id, staff_states.c.staff_id)
-        rows = connection.execute(select(staff_states).where(columns.in_(sorted(keys))))
+        wanted = []
+        if keys:
+            wanted.append(columns.in_(sorted(keys)))
+        if offices:
+            wanted.append(staff_states.c.office_id.in_(sorted(offices)))
+        query = select(staff_states).where(or_(*wanted)).order_by(staff_states.c.office_id, staff_states.c.staff_id)
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        rows = connection.execute(query)
         return {(row.office_id, row.staff_id): StaffState.model_validate(row.state) for row in rows}
 
     def _load_cases(self, connection: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], ComplaintState]:
@@ -302,29 +337,6 @@ def _staff_key(event: ConsumedEvent) -> tuple[str, str]:
 
 def _case_key(event: ConsumedEvent) -> tuple[str, str]:
     return event.office_id, str(event.record["complaint_id"])
-
-
-def _office_day(calendar: dict[date, OfficeDay], event: ConsumedEvent) -> date | None:
-    """SpecialDayDeclared / DayEnded: update the office calendar. A day that is not YYYY-MM-DD is ignored (the
-    API cannot check it; the record stays on the log)."""
-    record = event.record
-    try:
-        day = date.fromisoformat(record["day"])
-    except ValueError:
-        return None
-    info = calendar.get(day, OfficeDay())
-    if event.event_type == "SpecialDayDeclared":
-        kind = record["kind"]
-        info = OfficeDay(None if kind == "UNKNOWN" else DayKind(kind), info.last_visitor_left_at,
-                         info.evening_meeting_ended_at)  # fmt: skip
-    else:
-        info = OfficeDay(
-            info.kind,
-            record["last_visitor_left_at"] or info.last_visitor_left_at,
-            record["evening_meeting_ended_at"] or info.evening_meeting_ended_at,
-        )
-    calendar[day] = info
-    return day
 
 
 def _jsonable(payload: Any) -> dict[str, Any]:

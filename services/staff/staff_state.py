@@ -50,9 +50,21 @@ class LeaveRecord(BaseModel):
     returned: Stamp | None = None  # sick leave: the first clock-in after the sick days
     certificate: Stamp | None = None  # sick leave: SickCertificateSubmitted
     reclassified: bool = False  # sick leave: no certificate in time (ATT-09, PEN-05)
+    revoked_days: tuple[date, ...] = ()  # granted days a later blackout declaration took back (ATT-05, LeaveRevoked)
 
     def counts_as(self, reclassified_as: LeaveType) -> LeaveType:
         return reclassified_as if self.reclassified else self.leave_type
+
+    def covers(self, day: date) -> bool:
+        """Whether this leave excuses ``day``: granted, for that day, and not revoked since (ATT-05)."""
+        return self.status is LeaveStatus.GRANTED and day in self.days and day not in self.revoked_days
+
+    @property
+    def remaining_days(self) -> tuple[date, ...]:
+        """The days still granted (all of them unless some were revoked)."""
+        if self.status is not LeaveStatus.GRANTED:
+            return ()
+        return tuple(d for d in self.days if d not in self.revoked_days)
 
 
 class StaffState(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 from services.staff import complaints as c
 from services.staff import staff_decide as sd
 from services.staff.penalties import PenaltyKind
-from services.staff.policy import LeaveType
+from services.staff.policy import DayKind, LeaveType
 from services.staff.staff_state import Fact, Timer
 
 STAFF_TOPIC = "anchang.staff"
@@ -117,6 +117,24 @@ def _staff_input(event_type: str, record: dict[str, Any], common: dict[str, Any]
                 return sd.CertificateDue(**common, request_id=record["request_id"])
             raise BadInput(f"timer: {record['timer']!r} without what it needs")
     raise BadInput(f"{event_type} is not a staff input")
+
+
+def record_to_office_input(event_type: str, record: dict[str, Any]) -> sd.OfficeCommand | None:
+    """The office-wide input of a SpecialDayDeclared or DayEnded record (``OFFICE_EVENT_TYPES``), or None when
+    its day is not YYYY-MM-DD (the API cannot check it; the record stays on the log and changes nothing)."""
+    envelope = record["envelope"]
+    try:
+        day = _day(record["day"], "day")
+    except BadInput:
+        return None
+    common: dict[str, Any] = {"event_id": str(envelope["event_id"]), "at": envelope["recorded_at"], "day": day}
+    if event_type == "SpecialDayDeclared":
+        kind = record["kind"]
+        return sd.DeclareSpecialDay(**common, kind=None if kind == "UNKNOWN" else DayKind(kind))
+    if event_type == "DayEnded":
+        return sd.EndDay(**common, last_visitor_left_at=record["last_visitor_left_at"],
+                         evening_meeting_ended_at=record["evening_meeting_ended_at"])  # fmt: skip
+    raise ValueError(f"{event_type} is not an office-wide input")
 
 
 def record_to_complaint_input(event_type: str, record: dict[str, Any]) -> sd.ComplaintCommand:
