@@ -18,7 +18,11 @@ from services.core.catalog import Catalogue, load_catalogue
 from services.core.codec import EventCodec
 from services.core.config import Settings
 from services.registry.app import create_app as create_registry
-from tests.support import serve_in_thread
+from tests.support import TEST_CUSTOMER_KEY_SECRET, serve_in_thread
+
+# Every Settings of the session (and every process it starts with this environment) derives customer keys under
+# one known secret, so tests can compute the keys processors use (tests.test_ownership_support.Office.key).
+os.environ["ANCHANG_CUSTOMER_KEY_SECRET"] = TEST_CUSTOMER_KEY_SECRET
 
 POSTGRES_ADMIN_URL = os.environ.get("ANCHANG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

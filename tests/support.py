@@ -13,6 +13,9 @@ import uvicorn
 
 T = TypeVar("T")
 
+# The customer-key secret of the test settings (tests/conftest.py), so tests can derive the keys processors use.
+TEST_CUSTOMER_KEY_SECRET = "anchang-tests-customer-key-secret"
+
 
 @contextmanager
 def serve_in_thread(app: Any) -> Iterator[str]:

@@ -3,6 +3,7 @@ customer identity helpers, the policy, and hypothesis properties over report ord
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from services.ownership.channel import judge_all
 from services.ownership.customers import (
+    CustomerKeys,
     InvalidPhone,
     PhoneKind,
     customer_key,
@@ -97,7 +99,8 @@ from services.ownership.state import INITIAL, CustomerState, ReportStatus, check
 CST = CHINA_STANDARD_TIME
 T0 = datetime(2024, 1, 15, 10, 0, tzinfo=CST)  # the first visit
 NAME, PHONE = "张三", "13800000000"
-KEY = customer_key("proj-1", PHONE)
+SECRET = b"deployment-secret"
+KEY = customer_key("proj-1", PHONE, SECRET)
 PRICE = 200_000_000  # 200 万元 in fen
 _ids = itertools.count(1)
 E = TypeVar("E", bound=Event)
@@ -257,12 +260,25 @@ def test_invalid_phone_numbers_are_refused_without_echoing_them(raw: str) -> Non
 
 
 def test_customer_key_is_stable_per_project_and_carries_no_phone_number() -> None:
-    key = customer_key("proj-1", "+86 138-0000-0000")
-    assert key == customer_key("proj-1", "１３８００００００００") == KEY
-    assert key != customer_key("proj-2", PHONE)
+    key = customer_key("proj-1", "+86 138-0000-0000", SECRET)
+    assert key == customer_key("proj-1", "１３８００００００００", SECRET) == KEY
+    assert key != customer_key("proj-2", PHONE, SECRET)
     assert key.startswith("proj-1:") and "13800000000" not in key and len(key.split(":")[1]) == 32
     with pytest.raises(ValueError):
-        customer_key(" ", PHONE)
+        customer_key(" ", PHONE, SECRET)
+    with pytest.raises(ValueError):
+        customer_key("proj-1", PHONE, b"")
+
+
+def test_customer_key_cannot_be_reversed_without_the_deployment_secret() -> None:
+    """OWN-01 keys reach analytics on the event log: an unkeyed digest of a phone number could be reversed by
+    hashing every number; under the deployment's secret the same number gives an unrelated key."""
+    digits = "13800000000"
+    unkeyed = hashlib.sha256(f"anchang-customer-v2\0proj-1\0{digits}".encode()).hexdigest()[:32]
+    assert KEY.split(":")[1] != unkeyed
+    assert customer_key("proj-1", PHONE, b"another deployment") != KEY
+    assert CustomerKeys(SECRET).key("proj-1", PHONE) == KEY
+    assert "deployment-secret" not in repr(CustomerKeys(SECRET))
 
 
 def test_mask_phone() -> None:

@@ -16,6 +16,7 @@ from services.core.codec import EventCodec
 from services.kafka.direct import DirectPublisher
 from services.ownership.customers import customer_key
 from services.ownership.tables import ownership_decisions, ownership_facts
+from tests.support import TEST_CUSTOMER_KEY_SECRET
 
 T0 = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)  # 2026-01-05 10:00 in the office (UTC+8)
 ROLES = {
@@ -42,7 +43,7 @@ class Office:
         return f"139{next(self._phones):08d}"
 
     def key(self, phone: str) -> str:
-        return customer_key(self.id, phone)
+        return customer_key(self.id, phone, TEST_CUSTOMER_KEY_SECRET.encode())
 
     def publish(self, event_type: str, actor: str, payload: dict[str, Any], at: datetime | None = None) -> str:
         role = ROLES[actor.split("-")[0]]

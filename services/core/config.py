@@ -9,8 +9,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.secrets import read_or_create_secret
 
 
 class Settings(BaseSettings):
@@ -56,6 +58,11 @@ class Settings(BaseSettings):
     policy_dir: Path | None = Field(
         None, alias="ANCHANG_POLICY_DIR", description="One TOML file per office; see services/core/policy_files.py."
     )
+    customer_key_secret: SecretStr | None = Field(
+        None,
+        alias="ANCHANG_CUSTOMER_KEY_SECRET",
+        description="Keys customer ids derived from phone numbers; default: created once in <data dir>/secrets.",
+    )
     decision_timeout_seconds: float = Field(
         5.0, alias="ANCHANG_DECISION_TIMEOUT_SECONDS", description="How long the API waits for a 销控 decision."
     )
@@ -76,6 +83,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'projections.db').resolve()}"
+
+    def resolved_customer_key_secret(self) -> bytes:
+        """The secret customer keys are derived under (services.ownership.customers.CustomerKeys): the variable,
+        or a random one created once in the data directory."""
+        if self.customer_key_secret is not None and self.customer_key_secret.get_secret_value():
+            return self.customer_key_secret.get_secret_value().encode()
+        return read_or_create_secret(self.data_dir / "secrets" / "customer-key")
 
     def kafka_client_config(self) -> dict[str, Any]:
         """librdkafka settings shared by producers, consumers and the admin client."""

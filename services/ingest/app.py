@@ -24,6 +24,7 @@ from services.core.metrics import EVENTS_PRODUCED, EVENTS_REJECTED, instrument
 from services.ingest.events import OfficeMismatch, OutgoingEvent, build_event
 from services.ingest.keys import KeyStore
 from services.kafka.producer import AsyncProducer
+from services.ownership.customers import CustomerKeys
 
 MAX_BATCH = 10_000
 
@@ -70,6 +71,7 @@ class Ingestion:
         self.clock = clock
         self.keys = KeyStore(engine, settings.api_key_cache_seconds)
         self.decision_timeout = settings.decision_timeout_seconds
+        self.customer_keys = CustomerKeys(settings.resolved_customer_key_secret())
         self.codec = EventCodec(SchemaRegistryClient(settings.schema_registry_config()), catalogue)
         self.codec.register_all()
         self.producer = AsyncProducer(settings.kafka_client_config())

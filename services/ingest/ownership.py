@@ -11,20 +11,27 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from projections import ownership_views as views
-from services.ingest.board import ReadSide
-from services.ownership.customers import InvalidPhone, customer_key
+from services.ingest.board import ReadSide as BoardReadSide
+from services.ownership.customers import CustomerKeys, InvalidPhone
 
 T = TypeVar("T")
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 router = APIRouter(prefix="/v1", tags=["客户归属 (ownership)"])
+
+
+class ReadSide(BoardReadSide, Protocol):
+    """What these endpoints need of ``app.state.ingestion``: the board's read side and the customer keys."""
+
+    @property
+    def customer_keys(self) -> CustomerKeys: ...
 
 
 def _read_side(request: Request) -> ReadSide:
@@ -38,6 +45,7 @@ def _office(request: Request) -> str:
 
 
 Service = Annotated[ReadSide, Depends(_read_side)]
+
 Office = Annotated[str, Depends(_office)]
 
 
@@ -75,7 +83,7 @@ async def owner_by_phone(
     ] = None,
 ) -> dict[str, Any]:
     try:
-        key = customer_key(project_id or office_id, phone)
+        key = service.customer_keys.key(project_id or office_id, phone)
     except InvalidPhone as problem:
         raise _problem(422, "phone", "OWN-01", str(problem)) from problem
     return await owner(service, office_id, key)

@@ -6,9 +6,9 @@ of the same person meet (OWN-01, OWN-12).
   area code (``021 1234 5678`` → ``02112345678``). A local landline without an area code is accepted only when
   the caller supplies the office's area code.
 - ``normalize_name``: the form used to compare a 报备 name with the visit register (OWN-12).
-- ``customer_key``: a stable id per (project, phone). It is a digest, so Kafka keys and logs carry no phone
-  number; it is *not* anonymisation (phone numbers are enumerable), so analytics beyond the office use
-  ``phone_hash`` with a secret salt instead.
+- ``customer_key``: a stable id per (project, phone): an HMAC under the deployment's secret, so Kafka keys, logs
+  and the event log that analytics reads carry no phone number, and the key cannot be turned back into one by
+  trying every number (as a plain digest could: phone numbers are enumerable). ``CustomerKeys`` holds the secret.
 - ``mask_phone``: ``138****0000`` for logs and metrics.
 
 Pure: no I/O, no clock.
@@ -20,9 +20,11 @@ import hashlib
 import hmac
 import re
 import unicodedata
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = [
+    "CustomerKeys",
     "InvalidPhone",
     "PhoneKind",
     "customer_key",
@@ -33,7 +35,7 @@ __all__ = [
     "phone_kind",
 ]
 
-KEY_VERSION = "v1"  # part of the digest input: bump it only with a re-keying migration
+KEY_VERSION = "v2"  # part of the digest input: bump it only with a re-keying migration (v1: unkeyed SHA-256)
 
 _SEPARATORS = re.compile(r"[\s\-().·/]+")
 _MOBILE = re.compile(r"1[3-9]\d{9}")
@@ -102,17 +104,29 @@ def normalize_name(name: str) -> str:
     return "".join(text.split()).casefold()
 
 
-def customer_key(project_id: str, phone: str) -> str:
+def customer_key(project_id: str, phone: str, secret: bytes) -> str:
     """The customer's stable id in ``project_id``: ``<project_id>:<32 hex digits>``.
 
     Any spelling of the same number gives the same key; the same number in two projects gives two keys
-    (ownership is per project, rules.md §13.26).
+    (ownership is per project, rules.md §13.26); another ``secret`` gives other keys.
     """
     project = project_id.strip()
     if not project:
         raise ValueError("project_id must not be empty")
-    digest = hashlib.sha256(f"anchang-customer-{KEY_VERSION}\0{project}\0{normalize_phone(phone)}".encode())
-    return f"{project}:{digest.hexdigest()[:32]}"
+    if not secret:
+        raise ValueError("customer keys need a non-empty secret")
+    message = f"anchang-customer-{KEY_VERSION}\0{project}\0{normalize_phone(phone)}".encode()
+    return f"{project}:{hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]}"
+
+
+@dataclass(frozen=True)
+class CustomerKeys:
+    """``customer_key`` under one deployment's secret (Settings.customer_keys gives it)."""
+
+    secret: bytes = field(repr=False)
+
+    def key(self, project_id: str, phone: str) -> str:
+        return customer_key(project_id, phone, self.secret)
 
 
 def mask_phone(phone: str) -> str:

@@ -23,7 +23,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from services.ownership import events as e
-from services.ownership.customers import InvalidPhone, customer_key
+from services.ownership.customers import InvalidPhone
 from services.ownership.facts import INPUT_RULE
 
 __all__ = ["Context", "Decide", "Input", "Refuse", "SetTarget", "Skip", "translate"]
@@ -47,6 +47,8 @@ OBSERVATIONS = frozenset(
 
 
 class Context(Protocol):
+    def customer_key(self, project_id: str, phone: str) -> str: ...
+
     def known_customer(self, key: str) -> bool: ...
 
     def owner_of(self, key: str) -> str | None: ...
@@ -103,12 +105,12 @@ def project_of(key: str) -> str:
     return key.split(":", 1)[0]
 
 
-def _key(record: dict[str, Any], office_id: str) -> str | None:
+def _key(record: dict[str, Any], office_id: str, context: Context) -> str | None:
     """The customer of a command: its customer_key, or the key of its phone in its project (or office)."""
     if record.get("customer_key"):
         return str(record["customer_key"])
     if record.get("phone"):
-        return customer_key(record.get("project_id") or office_id, record["phone"])
+        return context.customer_key(record.get("project_id") or office_id, record["phone"])
     return None
 
 
@@ -134,12 +136,12 @@ def translate(event_type: str, record: dict[str, Any], context: Context) -> Inpu
         if event_type == "CallLogged":
             if not record.get("phone"):
                 return Skip("no_phone", f"call {record['call_id']} logged without the caller's phone")
-            key = customer_key(office_id, record["phone"])
+            key = context.customer_key(office_id, record["phone"])
             return Decide(e.CallAnswered(**_base(record, key, envelope["occurred_at"]), staff_id=record["staff_id"]))
         if event_type == "CallReceived":
             if not (record.get("answered_at") and record.get("answered_by") and record.get("caller_number")):
                 return None  # unanswered or withheld: nobody to own (CALL-05)
-            key = customer_key(office_id, record["caller_number"])
+            key = context.customer_key(office_id, record["caller_number"])
             return Decide(e.CallAnswered(**_base(record, key, record["answered_at"]), staff_id=record["answered_by"]))
         return _units(event_type, record, context)
     except InvalidPhone as problem:
@@ -149,7 +151,7 @@ def translate(event_type: str, record: dict[str, Any], context: Context) -> Inpu
 def _visit(record: dict[str, Any], office_id: str, context: Context) -> Input:
     if not record.get("received_by"):
         return Skip("no_receiver", f"visit {record['visit_id']} registered without received_by (OWN-01)")
-    key = customer_key(record.get("project_id") or office_id, record["phone"])
+    key = context.customer_key(record.get("project_id") or office_id, record["phone"])
     named = record.get("prior_consultant_named")
     sms = bool(record.get("sms_evidence_shown"))
     referrer = record.get("referrer")
@@ -211,7 +213,7 @@ def _command(record: dict[str, Any], office_id: str, context: Context) -> Input:
     command_type = str(record["command_type"])
     if command_type == "SET_SALES_TARGET":
         return _target(record)
-    key = _key(record, office_id)
+    key = _key(record, office_id, context)
     if key is None:
         return Skip("no_customer", f"{command_type} {envelope['event_id']} names no customer_key or phone")
     at = envelope["occurred_at"] if command_type in OBSERVATIONS else envelope["recorded_at"]

@@ -46,7 +46,7 @@ from services.core.codec import EventCodec
 from services.ingest.events import build_system_event
 from services.kafka.emitter import FactEmitter
 from services.ownership import facts as f
-from services.ownership.customers import mask_phone
+from services.ownership.customers import CustomerKeys, mask_phone
 from services.ownership.domain import decide, evolve, fold
 from services.ownership.inputs import Decide, Input, Refuse, SetTarget, Skip, project_of, translate
 from services.ownership.policies import OwnershipPolicies
@@ -102,9 +102,13 @@ DECISIONS = Counter(
 class _SqlContext:
     """What translation looks up, answered from the processor's tables inside the batch's transaction."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, customer_keys: CustomerKeys) -> None:
         self.connection = connection
+        self.customer_keys = customer_keys
         self.pending: set[str] = set()  # customers first seen earlier in this batch
+
+    def customer_key(self, project_id: str, phone: str) -> str:
+        return self.customer_keys.key(project_id, phone)
 
     def known_customer(self, key: str) -> bool:
         if key in self.pending:
@@ -150,10 +154,12 @@ class Attribution:
         kafka_config: dict[str, Any],
         policies: OwnershipPolicies,
         clock: Clock,
+        customer_keys: CustomerKeys,
     ) -> None:
         self.codec = codec
         self.catalogue = catalogue
         self.policies = policies
+        self.customer_keys = customer_keys
         self.clock = clock
         self.emitter = FactEmitter(kafka_config)
         self._gauges_refreshed = 0.0
@@ -168,7 +174,7 @@ class Attribution:
 
     def _apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         now = self._now()
-        context = _SqlContext(connection)
+        context = _SqlContext(connection, self.customer_keys)
         inputs: list[tuple[ConsumedEvent, Input]] = []
         offices: dict[str, str] = {}  # customer → office of its first input in the batch
         touched: set[str] = set()  # customers whose read side must be rewritten

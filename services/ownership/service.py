@@ -8,6 +8,7 @@ from projections.runner import ProjectionProcessor
 from projections.wiring import decision_processor, processor_parts
 from services.core.clock import Clock, system_clock
 from services.core.config import Settings
+from services.ownership.customers import CustomerKeys
 from services.ownership.policies import OwnershipPolicies
 from services.ownership.processor import INPUT_TOPICS, PROCESSOR_NAME, Attribution
 
@@ -16,8 +17,9 @@ def build_attribution_processor(settings: Settings, clock: Clock = system_clock)
     policies = OwnershipPolicies.load(settings.policy_dir)
     parts = processor_parts(settings)
     attribution = Attribution(
-        codec=parts.codec, catalogue=parts.catalogue, kafka_config=parts.kafka, policies=policies, clock=clock
-    )
+        codec=parts.codec, catalogue=parts.catalogue, kafka_config=parts.kafka, policies=policies, clock=clock,
+        customer_keys=CustomerKeys(settings.resolved_customer_key_secret()),
+    )  # fmt: skip
 
     def tick() -> None:
         attribution.fire_due_expiries(parts.engine)
