@@ -90,6 +90,11 @@ def test_CALL_06_the_days_call_register_for_the_manager(api: Api) -> None:
     register = api.get("/v1/frontdesk/calls", day="2026-11-23").json()
     assert [call["call_id"] for call in register["calls"]] == ["c1", "c2", "c3", "c4"]
     assert (register["totals"]["fines_yuan"], register["totals"]["sms_overdue"]) == (30, 1)
+    # CALL-03 / PEN-26: each answered call's log deadline (the end of the office's day) and that it was met.
+    assert {(call["log_status"], call["log_deadline_at"]) for call in register["calls"]} == {
+        ("LOGGED", "2026-11-23T16:00:00Z")
+    }  # fmt: skip
+    assert (register["totals"]["unlogged"], register["totals"]["log_missing"]) == (0, 0)
     assert api.get("/v1/frontdesk/calls", key=api.other_key, day="2026-11-23").json()["calls"] == []
 
 

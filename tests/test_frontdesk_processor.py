@@ -25,8 +25,8 @@ from services.staff import rotation as r
 from services.staff.frontdesk_processor import FrontDeskDecisions
 from services.staff.frontdesk_read import call_register, kpis, next_receiver_view, reception_counts
 from services.staff.frontdesk_service import build_frontdesk_processor
-from services.staff.frontdesk_tables import frontdesk_calls, frontdesk_facts, frontdesk_visits
-from services.staff.frontdesk_wire import record_to_fact
+from services.staff.frontdesk_tables import frontdesk_call_logs, frontdesk_calls, frontdesk_facts, frontdesk_visits
+from services.staff.frontdesk_wire import ROTATION_EVENT_TYPES, record_to_fact
 from services.staff.policy import DEFAULT_STAFF_POLICY
 from tests.support import read_topic
 
@@ -151,6 +151,34 @@ def morning(o: Office) -> None:
     o.publisher.flush()
 
 
+MIDNIGHT = T0 + timedelta(hours=15, minutes=30)  # 2026-11-24 00:00 in the office: the default call-log deadline
+AFTER_MIDNIGHT = 15 * 60 + 30 + 60  # minutes from T0: 01:00 the next day, while the processor is down
+
+
+def second_office(o: Office) -> None:
+    """Another office: the 漏登 reconciliation (CALL-03 / PEN-26) and ROT-07 facts. Calls c1–c4 (the phones above)
+    are all answered: c1 (s1) is never logged; c2 (s2) is logged only after the timer fined it; c3 (s3) is logged in
+    time with one blank; c4 (s1) is logged after midnight while the processor is down (``downtime_log``). c0 rings
+    unanswered."""
+    o.rotation("publish", "sup", 0, "PUBLISH_QUEUE", ordered_staff=["s1", "s2", "s3"])
+    o.rotation("s1-tells-s2", "s1", 1, "LEAVE_POST", staff_id="s1", notified="s2")
+    o.rotation("s2-away", "s2", 2, "LEAVE_POST", staff_id="s2")  # told to take over, left anyway
+    o.visit("w1", 3, "w1", "13900000011")  # the first post is empty: s2 answers for it; s3 receives
+    o.rotation("s1-back", "s1", 4, "STAND_POST", staff_id="s1")
+    o.visit("w2", 5, "w2", "13900000012")  # s1 stands first: nothing to record
+    o.call("c1", 10, 2, "s1", timedelta(minutes=2))
+    o.call("c2", 11, 2, "s2", timedelta(minutes=2))
+    o.call("c3", 12, 2, "s3", timedelta(minutes=2))
+    o.call("c4", 13, 2, "s1", timedelta(minutes=2))
+    o.send("c0-rx", "CallReceived", "pbx", 14, call_id="c0", caller_number="13800000009", ring_started_at=iso(o.at(14)))
+    o.log("c3", 20, "s3", "GENUINE_CUSTOMER", ["phone"])
+
+
+def downtime_log(o: Office) -> None:
+    o.log("c4", AFTER_MIDNIGHT, "s1", "GENUINE_CUSTOMER", ["phone"])
+    o.publisher.flush()
+
+
 @dataclass
 class Run:
     o: Office
@@ -158,20 +186,25 @@ class Run:
     codec: EventCodec
     broker: str
     timers_fired: tuple[int, int]
+    other: Office  # second_office
+    log_timers_fired: tuple[int, int, int]  # before the deadline, after the downtime, once more
 
     @property
     def decisions(self) -> FrontDeskDecisions:
         return self.processor.projections[0]  # type: ignore[return-value]
 
-    def facts(self) -> list[tuple[str, r.RotationFact | dict[str, Any]]]:
+    def facts(self, office: Office | None = None) -> list[tuple[str, r.RotationFact | dict[str, Any]]]:
         with self.processor.engine.connect() as cn:
             rows = cn.execute(
                 select(frontdesk_facts.c.avro)
-                .where(frontdesk_facts.c.office_id == self.o.office)
+                .where(frontdesk_facts.c.office_id == (office or self.o).office)
                 .order_by(frontdesk_facts.c.seq)
             ).scalars()
             decoded = [self.codec.decode(value) for value in rows]
-        return [(t, rec if t in ("VisitRouted", "SmsOverdue") else record_to_fact(t, rec)) for t, rec in decoded]
+        return [(t, record_to_fact(t, rec) if t in ROTATION_EVENT_TYPES else rec) for t, rec in decoded]
+
+    def records(self, event_type: str, office: Office) -> list[dict[str, Any]]:
+        return [rec for t, rec in self.facts(office) if t == event_type]  # type: ignore[misc]
 
     def caused_by(self, name: str) -> list[Any]:
         return [f for _, f in self.facts() if _cause(f) == self.o.ids[name]]
@@ -183,19 +216,19 @@ class Run:
         last = max(i for i, f in enumerate(facts) if f.caused_by == cause)
         return r.fold(facts[: last + 1], state)
 
-    def rows(self, table: Any) -> dict[str, dict[str, Any]]:
-        key = "call_id" if table is frontdesk_calls else "visit_id"
+    def rows(self, table: Any, office: Office | None = None) -> dict[str, dict[str, Any]]:
+        key = "call_id" if table in (frontdesk_calls, frontdesk_call_logs) else "visit_id"
         with self.processor.engine.connect() as cn:
-            found = cn.execute(select(table).where(table.c.office_id == self.o.office)).all()
+            found = cn.execute(select(table).where(table.c.office_id == (office or self.o).office)).all()
         return {row._mapping[key]: dict(row._mapping) for row in found}
 
     def read(self, query: Any) -> Any:
         with self.processor.engine.connect() as cn:
             return query(cn)
 
-    def penalties(self) -> list[dict[str, Any]]:
+    def penalties(self, office: Office | None = None) -> list[dict[str, Any]]:
         records = [self.codec.decode(m.value())[1] for m in read_topic(self.broker, "anchang.discipline")]
-        return [rec for rec in records if rec["envelope"]["office_id"] == self.o.office]
+        return [rec for rec in records if rec["envelope"]["office_id"] == (office or self.o).office]
 
 
 def length(suspension: r.Suspension) -> timedelta:
@@ -225,7 +258,9 @@ def run(
     settings = _settings(broker, registry_url, url, tmp)
     clock = FrozenClock(T0)
     office = Office(DirectPublisher(settings.kafka_client_config(), codec, catalogue, clock=clock), clock)
-    morning(office)
+    other = Office(office.publisher, clock)
+    second_office(other)
+    morning(office)  # last: it leaves the clock at 10:30
     processor = build_frontdesk_processor(settings, clock=clock)
     # Small batches: state, calls and visits are read back from SQL between decisions, as in production.
     processor.batch_size = 7
@@ -233,7 +268,19 @@ def run(
     decisions: FrontDeskDecisions = processor.projections[0]  # type: ignore[assignment]
     fired = (decisions.fire_due_sms_timers(processor.engine), decisions.fire_due_sms_timers(processor.engine))
     processor.run_until_caught_up()
-    yield Run(office, processor, codec, broker, fired)
+    before = decisions.fire_due_log_timers(processor.engine)  # 10:30: no call-log deadline has passed
+    downtime_log(other)  # the processor is down past midnight; c4's log comes in late meanwhile
+    other.at(AFTER_MIDNIGHT + 5)
+    log_timers = (
+        before,
+        decisions.fire_due_log_timers(processor.engine),
+        decisions.fire_due_log_timers(processor.engine),
+    )
+    processor.run_until_caught_up()
+    other.log("c2", AFTER_MIDNIGHT + 10, "s2", "GENUINE_CUSTOMER", ["customer_name", "phone"])  # after the fine
+    other.publisher.flush()
+    processor.run_until_caught_up()
+    yield Run(office, processor, codec, broker, fired, other, log_timers)
     processor.engine.dispose()
     if schema is not None:
         with psycopg.connect(request.getfixturevalue("postgres_url"), autocommit=True) as connection:
@@ -500,3 +547,76 @@ def test_CMP_05_the_callback_goes_to_whoever_answered_the_call(run: Run) -> None
     calls = run.rows(frontdesk_calls)
     assert calls["c2"]["callback_owner"] == "s2" != calls["c2"]["logged_by"]
     assert all(row["callback_owner"] in (None, row["answered_by"]) for row in calls.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The nightly call-log reconciliation (CALL-03 / PEN-26 漏登) and ROT-07 facts: the second office
+
+
+def test_PEN_26_an_answered_call_never_logged_is_fined_at_the_deadline(run: Run) -> None:
+    (missing,) = [f for f in run.records("CallLogMissing", run.other) if f["call_id"] == "c1"]
+    timer = str(missing["envelope"]["causation_id"])
+    assert (missing["staff_id"], missing["rule_id"], missing["sanction_id"]) == ("s1", "CALL-03", "PEN-26")
+    assert (missing["deadline_at"], missing["fine_yuan"], missing["late_log_event_id"]) == (MIDNIGHT, 40, None)
+    assert missing["evidence_event_ids"] == [run.other.ids["c1-rx"], timer]
+    fines = [p for p in run.penalties(run.other) if p["staff_id"] == "s1" and timer in p["evidence_event_ids"]]
+    assert sorted(p["detail"] for p in fines) == sorted(DEFAULT_STAFF_POLICY.call_log_required_fields)
+    assert {(p["rule_id"], p["sanction_id"], p["amount_yuan"], p["day"]) for p in fines} == {
+        ("CALL-03", "PEN-26", 10, DAY)
+    }  # fmt: skip
+    assert run.rows(frontdesk_calls, run.other)["c1"]["fine_yuan"] == 40
+    assert run.rows(frontdesk_call_logs, run.other)["c1"]["status"] == "MISSING"
+
+
+def test_PEN_26_the_log_timer_fires_after_downtime_once_with_a_deterministic_id(run: Run) -> None:
+    # Nothing is due at 10:30; after the downtime c1, c2 and c4 are unlogged as far as the table knows (c4's late log
+    # is still unread); a second tick sends nothing again.
+    assert run.log_timers_fired == (0, 3, 0)
+    office = run.other.office.encode()
+    timers = [run.codec.decode(m.value()) for m in read_topic(run.broker, "anchang.frontdesk") if m.key() == office]
+    sent = [rec for t, rec in timers if t == "CallLogDeadlineReached"]
+    assert sorted(rec["call_id"] for rec in sent) == ["c1", "c2", "c4"]
+    assert {rec["deadline_at"] for rec in sent} == {MIDNIGHT}
+    before = len(run.facts(run.other))
+    run.processor.run_until_caught_up()
+    assert len(run.facts(run.other)) == before
+
+
+def test_PEN_26_a_log_accepted_after_the_deadline_is_the_same_missed_registration(run: Run) -> None:
+    (missing,) = [f for f in run.records("CallLogMissing", run.other) if f["call_id"] == "c4"]
+    log = run.other.ids["c4-log"]
+    assert (missing["late_log_event_id"], missing["evidence_event_ids"]) == (log, [run.other.ids["c4-rx"], log])
+    assert missing["fine_yuan"] == 40  # its timer came after it on the log and changed nothing
+    c4_fines = [p for p in run.penalties(run.other) if run.other.ids["c4-rx"] in p["evidence_event_ids"]]
+    assert len(c4_fines) == 4 and not any(p["evidence_event_ids"] == [log] for p in run.penalties(run.other))
+
+
+def test_PEN_26_a_log_after_the_fine_adds_no_blank_field_fines(run: Run) -> None:
+    assert [f["call_id"] for f in run.records("CallLogMissing", run.other)].count("c2") == 1
+    s2 = [p for p in run.penalties(run.other) if p["staff_id"] == "s2" and p["rule_id"] == "CALL-03"]
+    assert len(s2) == 4 and all(run.other.ids["c2-rx"] in p["evidence_event_ids"] for p in s2)
+    c2 = run.rows(frontdesk_calls, run.other)["c2"]
+    assert (c2["logged_by"], c2["blank_fields"], c2["fine_yuan"]) == ("s2", ["customer_name", "phone"], 40)
+
+
+def test_CALL_03_a_call_logged_in_time_owes_only_its_blanks_and_an_unanswered_call_owes_nothing(run: Run) -> None:
+    checks = run.rows(frontdesk_call_logs, run.other)
+    assert sorted(checks) == ["c1", "c2", "c3", "c4"]  # c0 was never answered
+    assert checks["c3"]["status"] == "LOGGED"
+    assert run.rows(frontdesk_calls, run.other)["c3"]["fine_yuan"] == 10
+    assert sorted(f["call_id"] for f in run.records("CallLogMissing", run.other)) == ["c1", "c2", "c4"]
+    assert all(row["status"] == "LOGGED" for row in run.rows(frontdesk_call_logs).values())  # the first office
+    register = run.read(lambda cn: call_register(cn, run.other.office, DAY, MIDNIGHT, DEFAULT_STAFF_POLICY))
+    assert (register["totals"]["unlogged"], register["totals"]["log_missing"]) == (1, 3)
+    assert {c["call_id"]: c["log_status"] for c in register["calls"]}["c0"] is None
+
+
+def test_ROT_07_a_visitor_meeting_an_empty_first_post_is_a_fact_naming_the_accountable(run: Run) -> None:
+    (empty,) = run.records("FirstPostEmpty", run.other)
+    w1 = run.other.ids["w1"]
+    assert (empty["visit_id"], empty["accountable"], empty["chain"]) == ("w1", "s2", ["s1", "s2"])
+    assert (empty["rule_id"], empty["sanction_id"], empty["evidence_event_ids"]) == ("ROT-07", "PEN-25", [w1])
+    assert empty["since"] == T0 + timedelta(minutes=2)  # when s2, the one told, left too
+    assert run.rows(frontdesk_visits, run.other)["w1"]["receiver"] == "s3"
+    assert not any(p["rule_id"] == "ROT-07" for p in run.penalties(run.other))  # PEN-25 names no amount
+    assert run.records("FirstPostEmpty", run.o) == []  # the first office's visitors always found someone

@@ -119,6 +119,8 @@ def test_policies_load_per_office_with_default_section_and_packs() -> None:
         ("[default]\nrest_weekdays = [6, 8]", "[default]: rest_weekdays: must be ISO weekdays"),
         ('[default]\nday_end_rule = "never"', "[default]: day_end_rule: expected one of latest, fixed"),
         ("[default]\nsms_within_seconds = 0", "[default]: sms_within_seconds: must be positive"),
+        ("[default]\ncall_log_grace_minutes = -1", "[default]: call_log_grace_minutes: must not be negative"),
+        ('[default]\ncall_log_due = "late"', '[default]: call_log_due: expected a time such as "08:30"'),
         ('[default]\nrevoke_leave_on_special_day = "no"', "[default]: revoke_leave_on_special_day: expected true"),
         ("[holidays]\nx = 1", "unknown sections ['holidays']"),
         ("[default\n", "not valid TOML"),

@@ -83,7 +83,7 @@ def frontdesk_router(settings: Settings) -> APIRouter:
         moment = now_at(service, at)
         return await _query(service, lambda cn: read.next_receiver_view(cn, service.codec, office_id, moment))
 
-    @router.get("/calls", summary="The day's call register (来电登记): rings, fines, callback owner, SMS (CALL-06)")
+    @router.get("/calls", summary="The day's call register (来电登记): rings, fines, 漏登, callback owner, SMS")
     async def calls(service: Service, office_id: Office, day: str | None = None) -> dict[str, Any]:
         policy, now = policies(office_id), service.clock()
         wanted = _day(day, local_day(now, policy.timezone))

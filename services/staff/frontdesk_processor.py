@@ -10,7 +10,16 @@ consumed offsets. A crash in between re-decides the same inputs into identical e
 The CALL-04 SMS deadline is a timer: ``fire_due_sms_timers`` puts a ``SmsDeadlineReached`` on the input topic once
 a deadline has passed, with an id derived from the call and the deadline. On the log it is ordered with the SMS for
 that office: whichever comes first is decided first. A deadline that passed while the processor was down fires at
-the first tick after it starts."""
+the first tick after it starts.
+
+The CALL-03 / PEN-26 call-log deadline (漏登, services/staff/frontdesk_call_log.py) is a timer of the same kind:
+``fire_due_log_timers`` puts a ``CallLogDeadlineReached`` on the input topic once an answered call's log deadline has
+passed unlogged; decided in log order, it emits ``CallLogMissing`` and the 漏登 fines. A ``CallLogged`` that Anchang
+accepted after the deadline (it was on the log before the timer, e.g. written while the processor was down) is the
+same 漏登, decided from the log itself, so the outcome does not depend on when the processor ran.
+
+ROT-07: a visitor who arrives while the first post is empty is the moment the handbook's 「第一接待不得空位」 is
+broken with a consequence; the cascade's decision (who is accountable, PEN-25) becomes a ``FirstPostEmpty`` fact."""
 
 from __future__ import annotations
 
@@ -29,12 +38,14 @@ from services.core.clock import Clock, now_in_millis, stored_utc, to_millis
 from services.core.codec import EventCodec
 from services.ingest.events import build_system_event
 from services.kafka.emitter import FactEmitter
-from services.ownership.customers import customer_key
+from services.ownership.customers import CustomerKeys
 from services.staff import calls as c
+from services.staff import frontdesk_call_log as cl
 from services.staff import rotation as r
 from services.staff.frontdesk_read import sms_counts
 from services.staff.frontdesk_state import load_rotation_state
 from services.staff.frontdesk_tables import (
+    frontdesk_call_logs,
     frontdesk_calls,
     frontdesk_deals,
     frontdesk_facts,
@@ -70,6 +81,10 @@ FINES_YUAN = Counter(
     "anchang_frontdesk_fines_yuan_total", "Fines decided by the front desk (CALL-01/03, VIS-02), by office and rule.",
     ["office_id", "rule_id"],
 )  # fmt: skip
+CALLS_UNLOGGED = Counter("anchang_frontdesk_calls_unlogged_total",
+                         "Answered calls not logged by the call-log deadline (CALL-03).", ["office_id"])  # fmt: skip
+FIRST_POST_EMPTY = Counter("anchang_frontdesk_first_post_empty_total",
+                           "Visitors who met an empty first post (ROT-07), by office.", ["office_id"])  # fmt: skip
 SMS_OVERDUE = Counter("anchang_frontdesk_sms_overdue_total", "Genuine calls with no SMS in 5 minutes (CALL-04).",
                       ["office_id"])  # fmt: skip
 LATE_ANSWERS = Counter("anchang_frontdesk_calls_answered_late_total", "Calls picked up after the 3rd ring (CALL-01).",
@@ -91,12 +106,13 @@ _owners = table(
 )  # fmt: skip  -- created by the ownership slice; read only, and only when it exists
 
 
-def customer_key_or_none(project_id: str | None, office_id: str, phone: str | None) -> str | None:
-    """The ownership slice's customer key, or None for a missing or invalid number (it is then nobody's)."""
+def customer_key_or_none(keys: CustomerKeys, project_id: str | None, office_id: str, phone: str | None) -> str | None:
+    """The ownership slice's customer key (under the deployment's secret, so it matches ``customer_owners``), or None
+    for a missing or invalid number (it is then nobody's)."""
     if not phone:
         return None
     try:
-        return customer_key(project_id or office_id, phone)
+        return keys.key(project_id or office_id, phone)
     except ValueError:
         return None
 
@@ -109,6 +125,7 @@ class _Batch:
     states: dict[str, r.RotationState] = field(default_factory=dict)
     facts: list[dict[str, Any]] = field(default_factory=list)
     calls: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    call_logs: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
     sms: list[dict[str, Any]] = field(default_factory=list)
     visits: list[dict[str, Any]] = field(default_factory=list)
     tally: list[dict[str, Any]] = field(default_factory=list)
@@ -119,13 +136,15 @@ class _Batch:
 class FrontDeskDecisions:
     """The decision step, run by a ProjectionProcessor over ``anchang.frontdesk`` and ``anchang.units``."""
 
-    tables = (frontdesk_facts, frontdesk_calls, frontdesk_sms, frontdesk_visits, frontdesk_tally, frontdesk_deals)
+    tables = (frontdesk_facts, frontdesk_calls, frontdesk_sms, frontdesk_visits, frontdesk_tally, frontdesk_deals,
+              frontdesk_call_logs)  # fmt: skip
 
     def __init__(
         self, *, codec: EventCodec, catalogue: Catalogue, kafka_config: dict[str, Any], policies: StaffPolicies,
-        clock: Clock,
+        clock: Clock, customer_keys: CustomerKeys,
     ) -> None:  # fmt: skip
         self.codec = codec
+        self.customer_keys = customer_keys
         self.catalogue = catalogue
         self.policies = policies
         self.clock = clock
@@ -154,6 +173,8 @@ class FrontDeskDecisions:
                     self._sms(connection, batch, event)
                 case "SmsDeadlineReached":
                     self._sms_deadline(connection, batch, event)
+                case "CallLogDeadlineReached":
+                    self._log_deadline(connection, batch, event)
                 case event_type if event_type in DEAL_EVENT_TYPES:
                     self._deal(connection, batch, event)
                 case _:
@@ -164,6 +185,8 @@ class FrontDeskDecisions:
         if batch.facts:
             connection.execute(frontdesk_facts.insert(), batch.facts)
         upsert(connection, frontdesk_calls, batch.calls.values(), keys=("office_id", "call_id"))
+        checks = [row for row in batch.call_logs.values() if row is not None]
+        upsert(connection, frontdesk_call_logs, checks, keys=("office_id", "call_id"))
         upsert(connection, frontdesk_sms, batch.sms, keys=("event_id",))
         upsert(connection, frontdesk_visits, batch.visits, keys=("office_id", "visit_id"))
         upsert(connection, frontdesk_tally, batch.tally, keys=("office_id", "ref_id", "kind"))
@@ -243,10 +266,11 @@ class FrontDeskDecisions:
         policy = self.policies(office)
         state = self._state(connection, batch, office)
         at = event.recorded_at  # decided in log order, like every rotation command
-        key = customer_key_or_none(rec.get("project_id"), office, rec["phone"])
+        key = self._key(rec.get("project_id"), office, rec["phone"])
         visit_type = r.VisitType(rec["visit_type"])
         answers = DoorAnswers(visit_type, rec.get("prior_consultant_named"), bool(rec.get("sms_evidence_shown")))
         owner = self._owner(connection, batch, office, key, rec, state, at, has_owners)
+        empty_post = r.first_post_check(state, at)  # ROT-07, on the post as the visitor found it
         routing = route_visit(answers, owner, state, at)
         receiver = rec.get("received_by") or routing.receiver
         facts: list[r.RotationFact] = []
@@ -273,6 +297,9 @@ class FrontDeskDecisions:
         head = envelope("VisitRouted", event_id=routed_id, office_id=office, at=at, recorded_at=batch.recorded_at,
                         actor=(PROCESSOR_ID, "SYSTEM"), caused_by=event.event_id)  # fmt: skip
         self._store_fact(batch, office, "VisitRouted", {"envelope": head, **routed}, local_day(at, policy.timezone))
+        if empty_post is not None:
+            self._first_post_empty(batch, office, event.event_id, rec["visit_id"], empty_post, at, len(facts) + 1,
+                                   policy)  # fmt: skip
         fines = [] if receiver is None else register_fines(receiver, rec.get("blank_fields") or (), at,
                                                            (event.event_id,), policy)  # fmt: skip
         self._emit_penalties(office, fines, batch)
@@ -287,6 +314,21 @@ class FrontDeskDecisions:
             "blank_fields": list(rec.get("blank_fields") or ()), "fine_yuan": sum(p.amount_yuan or 0 for p in fines),
             "event_id": event.event_id,
         })  # fmt: skip
+
+    def _first_post_empty(
+        self, batch: _Batch, office: str, cause: str, visit_id: str, finding: r.FirstPostFinding, at: datetime,
+        index: int, policy: StaffPolicy,
+    ) -> None:  # fmt: skip
+        """ROT-07 / PEN-25: the cascade's decision as a fact. The handbook names no amount for 「追究…责任」, so it is
+        an attribution for the supervisor, not a PenaltyIssued."""
+        fact_id = fact_event_id(cause, index)
+        head = envelope("FirstPostEmpty", event_id=fact_id, office_id=office, at=at, recorded_at=batch.recorded_at,
+                        actor=(PROCESSOR_ID, "SYSTEM"), caused_by=cause)  # fmt: skip
+        record = {"envelope": head, "visit_id": visit_id, "accountable": finding.accountable, "since": finding.since,
+                  "chain": list(finding.chain), "rule_id": finding.rule_id, "sanction_id": finding.sanction_id,
+                  "evidence_event_ids": [cause]}  # fmt: skip
+        self._store_fact(batch, office, "FirstPostEmpty", record, local_day(at, policy.timezone))
+        FIRST_POST_EMPTY.labels(office).inc()
 
     def _owner(
         self, connection: Connection, batch: _Batch, office: str, key: str | None, rec: dict[str, Any],
@@ -352,23 +394,29 @@ class FrontDeskDecisions:
                        answered_at=call.answered_at, answered_by=call.answered_by, rings=check.rings,
                        answered_in_time=check.in_time if check.answered else None,
                        day=local_day(call.ring_started_at, policy.timezone))  # fmt: skip
-            row["customer_key"] = row["customer_key"] or customer_key_or_none(None, office, rec.get("caller_number"))
+            row["customer_key"] = row["customer_key"] or self._key(None, office, rec.get("caller_number"))
             if check.answered and not check.in_time:
                 LATE_ANSWERS.labels(office).inc()
             self._emit_penalties(office, check.penalties, batch)
+            if call.answered_at is not None:
+                self._expect_log(connection, batch, row, event.event_id, policy)
         elif event.event_type == "CallEnded":
             row["ended_at"] = rec["ended_at"]
+            self._expect_log(connection, batch, row, None, policy)
         else:
             log = c.CallLog(event.event_id, rec["call_id"], rec["staff_id"], event.occurred_at,
                             c.CallerClass(rec["caller_class"]), tuple(rec.get("blank_fields") or ()),
                             rec["visit_invited"])  # fmt: skip
             fines = c.call_log_fines(log, policy)
+            if self._log_arrived(connection, batch, row, event, policy):
+                # The 漏登 was fined (every required field, or the flat amount): a late log's blanks add nothing.
+                fines = []
             self._emit_penalties(office, fines, batch)
             row.update(logged_by=log.staff_id, logged_at=log.logged_at, caller_class=str(log.caller_class),
                        visit_invited=log.visit_invited, blank_fields=list(log.blank_fields),
                        fine_yuan=(row["fine_yuan"] or 0) + sum(p.amount_yuan or 0 for p in fines),
                        capture_gaps=list(c.capture_gaps(log, policy)))  # fmt: skip
-            row["customer_key"] = customer_key_or_none(None, office, rec.get("phone")) or row["customer_key"]
+            row["customer_key"] = self._key(None, office, rec.get("phone")) or row["customer_key"]
             row["day"] = row["day"] or local_day(log.logged_at, policy.timezone)
         self._judge_call(connection, batch, row, policy, batch.recorded_at)
 
@@ -407,11 +455,115 @@ class FrontDeskDecisions:
         row["sms_state"] = str(c.SmsState.PENDING if state is c.SmsState.OVERDUE and row["sms_state"] != "OVERDUE"
                                else state)  # fmt: skip
 
+    # ------------------------------------------------------------ the call-log deadline (CALL-03 / PEN-26 漏登)
+
+    def _log_check(self, connection: Connection, batch: _Batch, office: str, call_id: str) -> dict[str, Any] | None:
+        key = (office, call_id)
+        if key not in batch.call_logs:
+            t = frontdesk_call_logs
+            row = connection.execute(select(t).where(t.c.office_id == office, t.c.call_id == call_id)).first()
+            batch.call_logs[key] = _row(row) if row is not None else None
+        return batch.call_logs[key]
+
+    def _expect_log(
+        self, connection: Connection, batch: _Batch, row: dict[str, Any], received_id: str | None, policy: StaffPolicy
+    ) -> None:
+        """An answered call owes a log by its deadline: set it (CallReceived) or move it (CallEnded), while pending."""
+        office, call_id = row["office_id"], row["call_id"]
+        check = self._log_check(connection, batch, office, call_id)
+        if row["answered_at"] is None or (check is None and received_id is None):
+            return
+        if check is not None and check["status"] != "PENDING":
+            return
+        deadline = cl.call_log_deadline(row["day"], row["answered_at"], row["ended_at"], cl.CallLogDeadline.of(policy),
+                                        policy.timezone)  # fmt: skip
+        if check is None:
+            assert received_id is not None
+            check = {"office_id": office, "call_id": call_id, "received_event_id": received_id, "timer_sent_at": None,
+                     "missing_event_id": None, "fine_yuan": 0}  # fmt: skip
+            batch.call_logs[(office, call_id)] = check
+        check.update(staff_id=row["answered_by"], day=row["day"], answered_at=row["answered_at"], deadline_at=deadline,
+                     status="LOGGED" if row["logged_at"] is not None else "PENDING",
+                     updated_at=batch.recorded_at)  # fmt: skip
+
+    def _log_arrived(
+        self, connection: Connection, batch: _Batch, row: dict[str, Any], event: ConsumedEvent, policy: StaffPolicy
+    ) -> bool:
+        """A CallLogged for a call that owes one. True when the 漏登 is (or was already) decided for the call: the
+        timer came first, or this log was accepted after the deadline."""
+        check = self._log_check(connection, batch, event.office_id, row["call_id"])
+        if check is None:
+            return False  # never answered, or the exchange has not told yet: nothing was owed
+        if check["status"] == "MISSING":
+            return True
+        if check["status"] == "PENDING" and cl.log_is_late(stored_utc(check["deadline_at"]), event.recorded_at):
+            self._decide_missing(batch, row, check, event.event_id, event.recorded_at, policy, late_log=True)
+            return True
+        check.update(status="LOGGED", updated_at=batch.recorded_at)
+        return False
+
+    def _log_deadline(self, connection: Connection, batch: _Batch, event: ConsumedEvent) -> None:
+        """The timer's command: the 漏登 holds only if, in log order, the call is still unlogged, the deadline stands
+        and had passed when Anchang accepted the command."""
+        rec, office = event.record, event.office_id
+        check = self._log_check(connection, batch, office, rec["call_id"])
+        if check is None or check["status"] != "PENDING":
+            return
+        if not cl.timer_holds(stored_utc(check["deadline_at"]), stored_utc(rec["deadline_at"]), event.recorded_at):
+            return
+        row = self._call_row(connection, batch, office, rec["call_id"])
+        self._decide_missing(batch, row, check, event.event_id, event.recorded_at, self.policies(office))
+
+    def _decide_missing(
+        self, batch: _Batch, row: dict[str, Any], check: dict[str, Any], shown_by: str, at: datetime,
+        policy: StaffPolicy, *, late_log: bool = False,
+    ) -> None:  # fmt: skip
+        office = row["office_id"]
+        call = c.Call(check["received_event_id"], row["call_id"], row["ring_started_at"] or check["answered_at"],
+                      stored_utc(check["answered_at"]), answered_by=check["staff_id"])  # fmt: skip
+        decision = cl.missing_log(call, stored_utc(check["deadline_at"]), shown_by, at, policy, late_log=late_log)
+        fact_id = fact_event_id(shown_by, 0)
+        head = envelope("CallLogMissing", event_id=fact_id, office_id=office, at=at, recorded_at=batch.recorded_at,
+                        actor=(PROCESSOR_ID, "SYSTEM"), caused_by=shown_by)  # fmt: skip
+        record = {"envelope": head, "call_id": decision.call_id, "staff_id": decision.staff_id,
+                  "answered_at": decision.answered_at, "deadline_at": decision.deadline_at,
+                  "late_log_event_id": decision.late_log_event_id, "rule_id": decision.rule_id,
+                  "sanction_id": decision.sanction_id, "fine_yuan": decision.fine_yuan,
+                  "evidence_event_ids": list(decision.evidence)}  # fmt: skip
+        self._store_fact(batch, office, "CallLogMissing", record, check["day"])
+        self._emit_penalties(office, decision.penalties, batch)
+        check.update(status="MISSING", missing_event_id=fact_id, fine_yuan=decision.fine_yuan,
+                     updated_at=batch.recorded_at)  # fmt: skip
+        row["fine_yuan"] = (row["fine_yuan"] or 0) + decision.fine_yuan
+        CALLS_UNLOGGED.labels(office).inc()
+
+    def fire_due_log_timers(self, engine: Engine) -> int:
+        """Put a CallLogDeadlineReached on the log for every answered call still unlogged after its deadline."""
+        now = self._now()
+        t = frontdesk_call_logs
+        with engine.begin() as connection:
+            due = connection.execute(
+                select(t.c.office_id, t.c.call_id, t.c.deadline_at).where(
+                    t.c.status == "PENDING", t.c.deadline_at < now,
+                    or_(t.c.timer_sent_at.is_(None), t.c.timer_sent_at <= now - TIMER_RESEND_AFTER),
+                )
+            ).all()  # fmt: skip
+            for office, call_id, deadline in due:
+                self._send_timer("CallLogDeadlineReached", office, call_id, stored_utc(deadline), now)
+            self.emitter.flush()
+            for office, call_id, _ in due:
+                connection.execute(
+                    update(t).where(and_(t.c.office_id == office, t.c.call_id == call_id)).values(timer_sent_at=now)
+                )
+        return len(due)
+
+    # ------------------------------------------------------------ SMS (CALL-04)
+
     def _sms(self, connection: Connection, batch: _Batch, event: ConsumedEvent) -> None:
         """An SMS counts for the call it names; without a call id, for the office's last call from that number
         answered (or logged) before it, whose SMS is still owed."""
         rec, office = event.record, event.office_id
-        key = customer_key_or_none(None, office, rec["phone"])
+        key = self._key(None, office, rec["phone"])
         call_id = rec.get("call_id") or (self._call_for_sms(connection, batch, office, key, rec["sent_at"]))
         batch.sms.append({"event_id": event.event_id, "office_id": office, "staff_id": rec["staff_id"],
                           "call_id": call_id, "customer_key": key, "sent_at": rec["sent_at"]})  # fmt: skip
@@ -469,7 +621,7 @@ class FrontDeskDecisions:
                 )
             ).all()  # fmt: skip
             for office, call_id, deadline in due:
-                self._send_timer(office, call_id, stored_utc(deadline), now)
+                self._send_timer("SmsDeadlineReached", office, call_id, stored_utc(deadline), now)
             self.emitter.flush()
             for office, call_id, _ in due:
                 connection.execute(
@@ -477,11 +629,12 @@ class FrontDeskDecisions:
                 )
         return len(due)
 
-    def _send_timer(self, office: str, call_id: str, deadline: datetime, now: datetime) -> None:
-        # One id per call and deadline: copies sent again are dropped as duplicates by the runner.
-        command_id = str(uuid.uuid5(TIMER_NAMESPACE, f"{office}/{call_id}/{to_millis(deadline)}"))
+    def _send_timer(self, event_type: str, office: str, call_id: str, deadline: datetime, now: datetime) -> None:
+        # One id per timer, call and deadline: copies sent again are dropped as duplicates by the runner.
+        prefix = "" if event_type == "SmsDeadlineReached" else f"{event_type}/"  # the SMS ids stay as they were
+        command_id = str(uuid.uuid5(TIMER_NAMESPACE, f"{prefix}{office}/{call_id}/{to_millis(deadline)}"))
         body = {
-            "event_type": "SmsDeadlineReached", "event_id": command_id, "occurred_at": now,
+            "event_type": event_type, "event_id": command_id, "occurred_at": now,
             "actor": {"staff_id": PROCESSOR_ID, "role": "SYSTEM"},
             "payload": {"call_id": call_id, "deadline_at": deadline},
         }  # fmt: skip
@@ -535,6 +688,9 @@ class FrontDeskDecisions:
 
     def _now(self) -> datetime:
         return now_in_millis(self.clock)
+
+    def _key(self, project_id: str | None, office_id: str, phone: str | None) -> str | None:
+        return customer_key_or_none(self.customer_keys, project_id, office_id, phone)
 
 
 def _row(row: Any) -> dict[str, Any]:

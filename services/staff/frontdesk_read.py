@@ -17,7 +17,13 @@ from services.core.codec import EventCodec
 from services.staff import kpi
 from services.staff.calls import CallerClass, SmsState, needs_sms, sms_state
 from services.staff.frontdesk_state import load_rotation_state
-from services.staff.frontdesk_tables import frontdesk_calls, frontdesk_deals, frontdesk_tally, frontdesk_visits
+from services.staff.frontdesk_tables import (
+    frontdesk_call_logs,
+    frontdesk_calls,
+    frontdesk_deals,
+    frontdesk_tally,
+    frontdesk_visits,
+)
 from services.staff.localtime import local_day
 from services.staff.policy import StaffPolicy
 from services.staff.rotation import PostStatus, RotationState, first_post_check, next_receiver, queue_view
@@ -108,8 +114,17 @@ def call_register(
         .where(frontdesk_calls.c.office_id == office_id, frontdesk_calls.c.day == day)
         .order_by(frontdesk_calls.c.ring_started_at, frontdesk_calls.c.call_id),
     )
+    logs = {
+        row["call_id"]: row
+        for row in _rows(connection, select(frontdesk_call_logs.c.call_id, frontdesk_call_logs.c.deadline_at,
+                                            frontdesk_call_logs.c.status)
+                         .where(frontdesk_call_logs.c.office_id == office_id, frontdesk_call_logs.c.day == day))
+    }  # fmt: skip
     for call in calls:
         call.pop("timer_sent_at", None)
+        # CALL-03 / PEN-26: an answered call's log deadline, and PENDING / LOGGED / MISSING (the 漏登 was fined).
+        log = logs.get(call["call_id"]) or {}
+        call["log_deadline_at"], call["log_status"] = log.get("deadline_at"), log.get("status")
         if call["sms_required"] and call["sms_state"] != str(SmsState.OVERDUE):
             hung_up = call["ended_at"] or call["logged_at"]
             klass = CallerClass(call["caller_class"] or CallerClass.UNKNOWN)
@@ -123,6 +138,7 @@ def call_register(
             "answered": sum(1 for c in calls if c["answered_at"] is not None),
             "answered_late": sum(1 for c in calls if c["answered_in_time"] is False),
             "unlogged": sum(1 for c in calls if c["answered_at"] is not None and c["logged_at"] is None),
+            "log_missing": sum(1 for c in calls if c["log_status"] == "MISSING"),  # fined at the deadline (CALL-03)
             "fines_yuan": sum(c["fine_yuan"] or 0 for c in calls),
             "over_target": sum(1 for c in calls if c["over_target"]),
             "sms_required": sum(1 for c in calls if c["sms_required"]),

@@ -5,7 +5,10 @@
 - ``frontdesk_sms``: every SmsSent, with the call it was matched to.
 - ``frontdesk_visits``: the visit register as routed (电转访): receiver, basis, quota count, owner to notify.
 - ``frontdesk_tally``: quota units per staff and day (KPI-07): counted receptions, duty receptions, waivers.
-- ``frontdesk_deals``: subscriptions from the 销控 facts, to link deals to visits (KPI-02) and SALE-09 (KPI-10)."""
+- ``frontdesk_deals``: subscriptions from the 销控 facts, to link deals to visits (KPI-02) and SALE-09 (KPI-10).
+- ``frontdesk_call_logs`` (migration 0008): each answered call's 来电登记 deadline and whether it was met (CALL-03 /
+  PEN-26 漏登 reconciliation), with the timer's bookkeeping. A table of its own so that 0005, which creates the tables
+  above from these declarations, never has to change."""
 
 from __future__ import annotations
 
@@ -133,4 +136,21 @@ frontdesk_deals = Table(
     Column("signed_at", TZ),
     Column("paid_at", TZ),  # the first payment, which the 销控 processor accepts only within the deadline
     Column("abandoned_at", TZ),  # SALE-09 PAYMENT_TIMEOUT
+)
+
+frontdesk_call_logs = Table(
+    "frontdesk_call_logs",
+    metadata,
+    Column("office_id", String(100), primary_key=True),
+    Column("call_id", String(200), primary_key=True),
+    Column("received_event_id", String(36), nullable=False),  # the CallReceived: evidence of the fine
+    Column("staff_id", String(100)),  # the answerer, who owes the log (CALL-05)
+    Column("day", Date, nullable=False, index=True),  # office-local day the call rang
+    Column("answered_at", TZ, nullable=False),
+    Column("deadline_at", TZ, nullable=False, index=True),  # frontdesk_call_log.call_log_deadline
+    Column("status", String(10), nullable=False),  # PENDING | LOGGED (in time) | MISSING (the 漏登 was decided)
+    Column("timer_sent_at", TZ),  # when the timer last put CallLogDeadlineReached on the log
+    Column("missing_event_id", String(36)),  # the CallLogMissing fact
+    Column("fine_yuan", Integer, nullable=False, default=0),
+    Column("updated_at", TZ, nullable=False),
 )

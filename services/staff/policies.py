@@ -209,6 +209,8 @@ _SETTINGS: Mapping[str, tuple[str, Callable[[str, Any], Any]]] = MappingProxyTyp
         "visit_register_required_fields": ("visit_register_required_fields", lambda k, v: frozenset(_strings(k, v))),
         "missing_log_fine_yuan": ("missing_log_fine_yuan", _optional_int),
         "sms_within_seconds": ("sms_within", _seconds(1)),
+        "call_log_due": ("call_log_due", _time),
+        "call_log_grace_minutes": ("call_log_grace", _seconds(60)),
         "call_target_seconds": ("call_target", _seconds(1)),
         "queue_publishers": ("queue_publishers", _roles),
         "waiver_minimum_minutes": ("waiver_minimum", _seconds(60)),

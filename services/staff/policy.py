@@ -98,6 +98,10 @@ class StaffPolicy:
     )
     missing_log_fine_yuan: int | None = None  # None: a call never logged counts as every required field blank
     sms_within: timedelta = timedelta(minutes=5)  # CALL-04 「在挂电话5分钟内给客户发信息」
+    # CALL-03 / VIS-02 「内业于每天晚上下班之前收存好」: a call must be logged by the night's collection. None: local
+    # midnight ending the call's day (the day may end after 17:30, §13.1); never sooner than the grace after it.
+    call_log_due: time | None = None
+    call_log_grace: timedelta = timedelta(minutes=30)  # not in the handbook: time to write up a late call
     call_target: timedelta = timedelta(minutes=3)  # CALL-08 「尽量控制在3分钟以内」 (a soft target)
 
     # --- rotation queue (rules.md §3) -----------------------------------------------------------------------
@@ -147,7 +151,7 @@ class StaffPolicy:
         _at_least("attendance_report_day", self.attendance_report_day, 1)
         if self.attendance_report_day > 31:
             raise PolicyValueError("attendance_report_day", "must be a day of the month, 1–31")
-        for name in ("clock_in_grace",):
+        for name in ("clock_in_grace", "call_log_grace"):
             if getattr(self, name) < timedelta(0):
                 raise PolicyValueError(name, "must not be negative")
         for name in ("ring_period", "sms_within", "call_target", "waiver_minimum"):
