@@ -6,55 +6,23 @@ import time, so that app.py can import this module at its top without an import 
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from sqlalchemy import Connection, Engine
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy import Connection
 
 from projections import sales
-from services.core.clock import Clock
+from services.ingest.readside import Office, Service, run_query
 
 T = TypeVar("T")
 
 
-class ReadSide(Protocol):
-    """What these endpoints need of ``app.state.ingestion`` (services.ingest.app.Ingestion has it)."""
-
-    @property
-    def engine(self) -> Engine: ...
-
-    @property
-    def clock(self) -> Clock: ...
-
-
-def _read_side(request: Request) -> ReadSide:
-    return request.app.state.ingestion  # type: ignore[no-any-return]
-
-
-def _office(request: Request) -> str:
-    from services.ingest.app import get_office  # at request time: app.py imports this module
-
-    return get_office(request, request.app.state.ingestion)
-
-
-Service = Annotated[ReadSide, Depends(_read_side)]
-Office = Annotated[str, Depends(_office)]
 Limit = Annotated[int, Query(ge=1, le=10_000, description="At most this many rows.")]
 RefundStage = Literal["requested", "reviewed", "submitted", "approved", "rejected", "processed"]
 
 router = APIRouter(prefix="/v1", tags=["销控 (read side)"])
-
-
-async def _query(service: ReadSide, query: Callable[[Connection], T]) -> T:
-    def run() -> T:
-        with service.engine.connect() as connection:
-            return query(connection)
-
-    return await asyncio.to_thread(run)
 
 
 def with_seconds_left(row: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -95,7 +63,7 @@ def _unknown_unit(unit_id: str, office_id: str) -> HTTPException:
 async def board(
     service: Service, office_id: Office, project_id: str | None = None, building: str | None = None
 ) -> list[dict[str, Any]]:
-    rows = await _query(service, lambda connection: sales.board(connection, office_id, project_id, building))
+    rows = await run_query(service, lambda connection: sales.board(connection, office_id, project_id, building))
     now = service.clock()
     return [with_seconds_left(row, now) for row in rows]
 
@@ -108,13 +76,13 @@ async def board_as_of(
     project_id: str | None = None,
 ) -> list[dict[str, Any]]:
     moment = parse_instant(at)
-    rows = await _query(service, lambda connection: sales.board_as_of(connection, office_id, moment, project_id))
+    rows = await run_query(service, lambda connection: sales.board_as_of(connection, office_id, moment, project_id))
     return [with_seconds_left(row, moment) for row in rows]
 
 
 @router.get("/units/{unit_id}", summary="One unit: its 销控 state and inventory attributes")
 async def unit(service: Service, office_id: Office, unit_id: str) -> dict[str, Any]:
-    row = await _query(service, lambda connection: sales.unit_view(connection, office_id, unit_id))
+    row = await run_query(service, lambda connection: sales.unit_view(connection, office_id, unit_id))
     if row is None:
         raise _unknown_unit(unit_id, office_id)
     return with_seconds_left(row, service.clock())
@@ -127,7 +95,7 @@ async def unit_history(service: Service, office_id: Office, unit_id: str) -> lis
             return None
         return sales.history_view(connection, unit_id)
 
-    history = await _query(service, query)
+    history = await run_query(service, query)
     if history is None:
         raise _unknown_unit(unit_id, office_id)
     return history
@@ -135,14 +103,14 @@ async def unit_history(service: Service, office_id: Office, unit_id: str) -> lis
 
 @router.get("/subscriptions/open", summary="Subscriptions (认购) awaiting payment, soonest deadline first")
 async def open_subscriptions(service: Service, office_id: Office) -> list[dict[str, Any]]:
-    rows = await _query(service, lambda connection: sales.open_subscriptions(connection, office_id))
+    rows = await run_query(service, lambda connection: sales.open_subscriptions(connection, office_id))
     now = service.clock()
     return [with_seconds_left(row, now) for row in rows]
 
 
 @router.get("/refunds", summary="Refund applications (退订/退房) by stage, most recently moved first")
 async def refunds(service: Service, office_id: Office, stage: RefundStage | None = None) -> list[dict[str, Any]]:
-    return await _query(service, lambda connection: sales.refunds_of(connection, office_id, stage))
+    return await run_query(service, lambda connection: sales.refunds_of(connection, office_id, stage))
 
 
 @router.get("/decisions", summary="The decision audit log: who asked, what was decided, under which rule")
@@ -153,4 +121,6 @@ async def decisions(
     outcome: Literal["accepted", "rejected"] | None = None,
     limit: Limit = 1000,
 ) -> list[dict[str, Any]]:
-    return await _query(service, lambda connection: sales.decisions_of(connection, office_id, unit_id, outcome, limit))
+    return await run_query(
+        service, lambda connection: sales.decisions_of(connection, office_id, unit_id, outcome, limit)
+    )

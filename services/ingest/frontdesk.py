@@ -8,58 +8,19 @@ come from the settings' policy directory and are validated when the app is built
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from sqlalchemy import Connection, Engine
+from fastapi import APIRouter, HTTPException, Query
 
-from services.core.clock import Clock
-from services.core.codec import EventCodec
 from services.core.config import Settings
 from services.ingest.board import parse_instant
+from services.ingest.readside import Office, ReadSide, Service, run_query
 from services.staff import frontdesk_read as read
 from services.staff.localtime import local_day
 from services.staff.policies import StaffPolicies, staff_policies_from_dir
 
 T = TypeVar("T")
-
-
-class ReadSide(Protocol):
-    """What these endpoints need of ``app.state.ingestion`` (services.ingest.app.Ingestion has it)."""
-
-    @property
-    def engine(self) -> Engine: ...
-
-    @property
-    def clock(self) -> Clock: ...
-
-    @property
-    def codec(self) -> EventCodec: ...
-
-
-def _read_side(request: Request) -> ReadSide:
-    return request.app.state.ingestion  # type: ignore[no-any-return]
-
-
-def _office(request: Request) -> str:
-    from services.ingest.app import get_office  # at request time: app.py imports this module
-
-    return get_office(request, request.app.state.ingestion)
-
-
-Service = Annotated[ReadSide, Depends(_read_side)]
-Office = Annotated[str, Depends(_office)]
-
-
-async def _query(service: ReadSide, query: Callable[[Connection], T]) -> T:
-    def run() -> T:
-        with service.engine.connect() as connection:
-            return query(connection)
-
-    return await asyncio.to_thread(run)
 
 
 def _day(text: str | None, default: date) -> date:
@@ -81,13 +42,13 @@ def frontdesk_router(settings: Settings) -> APIRouter:
     @router.get("/next-receiver", summary="Who receives the next visitor (轮序表), why, and the queue as it stands")
     async def next_receiver(service: Service, office_id: Office, at: str | None = None) -> dict[str, Any]:
         moment = now_at(service, at)
-        return await _query(service, lambda cn: read.next_receiver_view(cn, service.codec, office_id, moment))
+        return await run_query(service, lambda cn: read.next_receiver_view(cn, service.codec, office_id, moment))
 
     @router.get("/calls", summary="The day's call register (来电登记): rings, fines, 漏登, callback owner, SMS")
     async def calls(service: Service, office_id: Office, day: str | None = None) -> dict[str, Any]:
         policy, now = policies(office_id), service.clock()
         wanted = _day(day, local_day(now, policy.timezone))
-        return await _query(service, lambda cn: read.call_register(cn, office_id, wanted, now, policy))
+        return await run_query(service, lambda cn: read.call_register(cn, office_id, wanted, now, policy))
 
     @router.get("/receptions", summary="Reception counts per consultant (KPI-07, a waiver counts two) and ROT-06 gaps")
     async def receptions(
@@ -99,7 +60,7 @@ def frontdesk_router(settings: Settings) -> APIRouter:
         policy = policies(office_id)
         first = _day(day, local_day(service.clock(), policy.timezone))
         last = _day(to, first)
-        return await _query(service, lambda cn: read.reception_counts(cn, office_id, first, last, policy))
+        return await run_query(service, lambda cn: read.reception_counts(cn, office_id, first, last, policy))
 
     @router.get("/kpis", summary="The month's KPIs per consultant (KPI-01/02/03/07/09/10)")
     async def kpis(service: Service, office_id: Office, month: str | None = None) -> dict[str, Any]:
@@ -109,6 +70,6 @@ def frontdesk_router(settings: Settings) -> APIRouter:
             read.month_days(wanted)
         except ValueError as error:
             raise HTTPException(422, str(error)) from error
-        return await _query(service, lambda cn: read.kpis(cn, office_id, wanted, now, policy))
+        return await run_query(service, lambda cn: read.kpis(cn, office_id, wanted, now, policy))
 
     return router

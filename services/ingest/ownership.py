@@ -8,53 +8,21 @@ the key check is imported at request time, as in board.py."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Callable
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from projections import ownership_views as views
-from services.ingest.board import ReadSide as BoardReadSide
-from services.ownership.customers import CustomerKeys, InvalidPhone
+from services.ingest.readside import Office, ReadSide, Service, run_query
+from services.ownership.customers import InvalidPhone
 
 T = TypeVar("T")
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 router = APIRouter(prefix="/v1", tags=["客户归属 (ownership)"])
-
-
-class ReadSide(BoardReadSide, Protocol):
-    """What these endpoints need of ``app.state.ingestion``: the board's read side and the customer keys."""
-
-    @property
-    def customer_keys(self) -> CustomerKeys: ...
-
-
-def _read_side(request: Request) -> ReadSide:
-    return request.app.state.ingestion  # type: ignore[no-any-return]
-
-
-def _office(request: Request) -> str:
-    from services.ingest.app import get_office  # at request time: app.py imports this module
-
-    return get_office(request, request.app.state.ingestion)
-
-
-Service = Annotated[ReadSide, Depends(_read_side)]
-
-Office = Annotated[str, Depends(_office)]
-
-
-async def _query(service: ReadSide, query: Callable[[Connection], T]) -> T:
-    def run() -> T:
-        with service.engine.connect() as connection:
-            return query(connection)
-
-    return await asyncio.to_thread(run)
 
 
 def _problem(status: int, field: str, rule_id: str, message: str) -> HTTPException:
@@ -69,7 +37,7 @@ def _month(month: str | None) -> str | None:
 
 
 async def _known(service: ReadSide, office_id: str, key: str) -> None:
-    if not await _query(service, lambda connection: views.customer_known(connection, office_id, key)):
+    if not await run_query(service, lambda connection: views.customer_known(connection, office_id, key)):
         raise _problem(404, "customer_key", "OWN-01", f"customer {key!r} is unknown to office {office_id!r}")
 
 
@@ -93,7 +61,7 @@ async def owner_by_phone(
 async def owner(service: Service, office_id: Office, customer_key: str) -> dict[str, Any]:
     await _known(service, office_id, customer_key)
     now = service.clock()
-    return await _query(service, lambda connection: views.owner_view(connection, office_id, customer_key, now))
+    return await run_query(service, lambda connection: views.owner_view(connection, office_id, customer_key, now))
 
 
 @router.get(
@@ -110,7 +78,7 @@ async def why(service: Service, office_id: Office, customer_key: str) -> dict[st
             "chain": views.evidence_chain(connection, office_id, customer_key),
         }
 
-    return await _query(service, query)
+    return await run_query(service, query)
 
 
 @router.get("/channel-reports", summary="Channel 报备 with their latest verdict: rule, reason and detail (OWN-10…16)")
@@ -121,7 +89,7 @@ async def channel_reports(
     channel_id: str | None = None,
     status: Literal["pending", "winning", "rejected"] | None = None,
 ) -> list[dict[str, Any]]:
-    return await _query(
+    return await run_query(
         service, lambda connection: views.reports_view(connection, office_id, customer_key, channel_id, status)
     )
 
@@ -142,7 +110,7 @@ async def commissions(
     if staff_id is not None and channel_id is not None:
         raise _problem(422, "channel_id", "COM-04", "filter by staff_id or by channel_id, not both")
     month = _month(month)
-    rows = await _query(
+    rows = await run_query(
         service, lambda connection: views.ledger_view(connection, office_id, staff_id, channel_id, month)
     )
     if format == "csv":
@@ -155,4 +123,4 @@ async def performance(
     service: Service, office_id: Office, month: str | None = None, staff_id: str | None = None
 ) -> list[dict[str, Any]]:
     month = _month(month)
-    return await _query(service, lambda connection: views.performance_view(connection, office_id, month, staff_id))
+    return await run_query(service, lambda connection: views.performance_view(connection, office_id, month, staff_id))

@@ -7,20 +7,17 @@ the staff processor decides them and the read-models processor fills what these 
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import re
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
-from sqlalchemy import Connection
 
 from projections import staff_views as views
-from services.ingest.board import Office, ReadSide, Service
+from services.ingest.readside import Office, Service, run_query
 from services.staff.attendance import attendance_report_due, ledger_csv_rows
 from services.staff.policy import DEFAULT_STAFF_POLICY
 
@@ -33,14 +30,6 @@ Format = Annotated[Literal["json", "csv"], Query(description="csv: a file for �
 LeaveStatus = Literal["REFUSED", "AWAITING_APPROVAL", "GRANTED", "RECLASSIFIED", "REVOKED"]
 Stage = Literal["FILED", "CLASSIFIED", "FORWARDED", "RESOLVED", "CALLED_BACK", "CLOSED", "REJECTED"]
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
-
-
-async def _query(service: ReadSide, query: Callable[[Connection], T]) -> T:
-    def run() -> T:
-        with service.engine.connect() as connection:
-            return query(connection)
-
-    return await asyncio.to_thread(run)
 
 
 def _month(month: str) -> str:
@@ -65,7 +54,7 @@ def _csv(rows: list[tuple[str, ...]], filename: str) -> Response:
 )
 async def attendance(service: Service, office_id: Office, month: Month, format: Format = "json") -> Any:
     month = _month(month)
-    rows = await _query(service, lambda connection: views.attendance_rows(connection, office_id, month))
+    rows = await run_query(service, lambda connection: views.attendance_rows(connection, office_id, month))
     if format == "csv":
         return _csv(ledger_csv_rows(rows), f"attendance-{office_id}-{month}.csv")
     year, number = (int(part) for part in month.split("-"))
@@ -80,7 +69,7 @@ async def attendance(service: Service, office_id: Office, month: Month, format: 
 )
 async def discipline(service: Service, office_id: Office, month: Month, format: Format = "json") -> Any:
     month = _month(month)
-    ledger = await _query(service, lambda connection: views.discipline(connection, office_id, month))
+    ledger = await run_query(service, lambda connection: views.discipline(connection, office_id, month))
     if format == "csv":
         return _csv(views.discipline_csv_rows(ledger), f"discipline-{office_id}-{month}.csv")
     return ledger
@@ -94,21 +83,21 @@ async def discipline(service: Service, office_id: Office, month: Month, format: 
 async def leave(
     service: Service, office_id: Office, staff_id: str | None = None, status: LeaveStatus | None = None
 ) -> list[dict[str, Any]]:
-    return await _query(service, lambda connection: views.leave_of(connection, office_id, staff_id, status))
+    return await run_query(service, lambda connection: views.leave_of(connection, office_id, staff_id, status))
 
 
 @router.get("/complaints", summary="Complaint cases (投诉) with stage and SLA state, newest first")
 async def complaints(service: Service, office_id: Office, stage: Stage | None = None) -> list[dict[str, Any]]:
     now = service.clock()
-    return await _query(service, lambda connection: views.complaints_of(connection, office_id, stage, now))
+    return await run_query(service, lambda connection: views.complaints_of(connection, office_id, stage, now))
 
 
 @router.get("/complaints/per-staff", summary="Complaints naming each staff member in a month (CMP-01)")
 async def complaints_per_staff(service: Service, office_id: Office, month: Month) -> list[dict[str, Any]]:
     month = _month(month)
-    return await _query(service, lambda connection: views.complaints_per_staff(connection, office_id, month))
+    return await run_query(service, lambda connection: views.complaints_per_staff(connection, office_id, month))
 
 
 @router.get("/refusals", summary="Staff inputs and complaint steps the staff processor refused, with the rule")
 async def refused(service: Service, office_id: Office, subject_id: str | None = None) -> list[dict[str, Any]]:
-    return await _query(service, lambda connection: views.refusals_of(connection, office_id, subject_id))
+    return await run_query(service, lambda connection: views.refusals_of(connection, office_id, subject_id))
