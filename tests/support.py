@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import uvicorn
+from sqlalchemy import Engine, text
 
 T = TypeVar("T")
 
@@ -113,32 +114,74 @@ def count_records(bootstrap: str, topic: str) -> int:
     return len(read_topic(bootstrap, topic))
 
 
+Ends = dict[tuple[str, int], int]  # (topic, partition) → next offset
+
+
 def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every record of ``topic`` (confluent-kafka Messages), read from the beginning to the end."""
+    return read_log(bootstrap, (topic,))
+
+
+def read_log(bootstrap: str, topics: tuple[str, ...], start: Ends | None = None) -> list[Any]:
+    """Every record of ``topics`` from ``start`` (else the beginning) to the end, in (topic, partition, offset)
+    order. The end is found by partition EOF, not ListOffsets, which tansu answers wrongly; short fetch waits
+    keep an empty partition from costing half a second."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "test-reader",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.partition.eof": True,
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})  # fmt: skip
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        at_end: set[int] = set()
-        records = []
+        metadata = consumer.list_topics(timeout=10)
+        assigned = [
+            TopicPartition(topic, partition, (start or {}).get((topic, partition), OFFSET_BEGINNING))
+            for topic in topics
+            for partition in sorted(metadata.topics[topic].partitions)
+        ]
+        consumer.assign(assigned)
+        at_end: set[tuple[str, int]] = set()
+        records: list[Any] = []
         deadline = time.monotonic() + 30
-        while len(at_end) < len(partitions):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for message in consumer.consume(1000, timeout=0.5):
+        while len(at_end) < len(assigned):
+            assert time.monotonic() < deadline, f"could not read {topics} to their end"
+            for message in consumer.consume(1000, timeout=0.1):
                 error = message.error()
                 if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(message.partition() or 0)
+                    at_end.add((message.topic() or "", message.partition() or 0))
                 elif error is None:
                     records.append(message)
+        records.sort(key=lambda m: (m.topic() or "", m.partition() or 0, m.offset() or 0))
         return records
     finally:
         consumer.close()
+
+
+# SQLite has no table locks: a trigger that keeps the inserting transaction busy for minutes stands in for one.
+_STALL_TRIGGER = """
+CREATE TRIGGER crash_test_stall BEFORE INSERT ON projection_offsets BEGIN
+    SELECT count(*) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500000000)
+                          SELECT i FROM n);
+END
+"""
+
+
+@contextmanager
+def stalled_after_producing(engine: Engine) -> Iterator[None]:
+    """While inside, a decision processor's next batch stops in its transaction right after its facts went to
+    Kafka (FactEmitter.batch flushes them when the decision step is done, the runner then stores the offsets):
+    that offsets write waits, on PostgreSQL for an EXCLUSIVE lock on projection_offsets held here (reads still
+    pass), on SQLite in a trigger. Kill the processor before leaving: leaving lets a waiting insert go on."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("LOCK TABLE projection_offsets IN EXCLUSIVE MODE"))
+            try:
+                yield
+            finally:
+                connection.rollback()
+        return
+    with engine.begin() as connection:
+        connection.execute(text(_STALL_TRIGGER))
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DROP TRIGGER crash_test_stall"))

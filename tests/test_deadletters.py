@@ -82,14 +82,16 @@ def test_a_dead_lettered_record_is_listed_and_once_replayed_applied_exactly_once
     publisher.publish(visit_event("v-2", office=office))
     publisher.flush()
     assert processor(EventRegister(), ChokesOnOffice(office)).run_until_caught_up() == 2
-    ours = matching(read_dead_letters(kafka, DEAD_LETTERS), processor=name)
+    ours = matching(read_dead_letters(kafka, DEAD_LETTERS), processor=name, reason="processing_failed")
     assert [(x.reason, x.source_topic, x.event_type) for x in ours] == [
         ("processing_failed", "anchang.frontdesk", "VisitRegistered")
     ] * 2
     assert ours[0].detail == f"ValueError: cannot handle {office}"
 
     listed = CliRunner().invoke(
-        app, ["deadletters", "list", "--processor", name, "--json"], env={"KAFKA_BOOTSTRAP_SERVERS": broker}
+        app,
+        ["deadletters", "list", "--processor", name, "--reason", "processing_failed", "--json"],
+        env={"KAFKA_BOOTSTRAP_SERVERS": broker},
     )
     assert listed.exit_code == 0, listed.output
     rows = [json.loads(line) for line in listed.stdout.splitlines()]

@@ -570,8 +570,10 @@ def test_PEN_26_an_answered_call_never_logged_is_fined_at_the_deadline(run: Run)
 
 def test_PEN_26_the_log_timer_fires_after_downtime_once_with_a_deterministic_id(run: Run) -> None:
     # Nothing is due at 10:30; after the downtime c1, c2 and c4 are unlogged as far as the table knows (c4's late log
-    # is still unread); a second tick sends nothing again.
-    assert run.log_timers_fired == (0, 3, 0)
+    # is still unread); a second tick sends nothing again. (The counts cover every office the shared topic holds:
+    # calls left unlogged by tests that ran earlier in the session add to the middle one; ours are checked below.)
+    before_deadline, after_downtime, repeated = run.log_timers_fired
+    assert (before_deadline, repeated) == (0, 0) and after_downtime >= 3
     office = run.other.office.encode()
     timers = [run.codec.decode(m.value()) for m in read_topic(run.broker, "anchang.frontdesk") if m.key() == office]
     sent = [rec for t, rec in timers if t == "CallLogDeadlineReached"]

@@ -36,8 +36,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from sqlalchemy import Engine, Table, select, text
+from sqlalchemy import Engine, Table, select
 
 from deploy.process import ManagedProcess, free_port
 from projections.db import make_engine, migrate
@@ -84,7 +83,7 @@ from services.staff.staff_wire import (
 )
 from services.staff.staff_wire import fact_to_record as staff_record
 from services.staff.visits import register_fines
-from tests.support import wait_for
+from tests.support import Ends, read_log, stalled_after_producing, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -387,40 +386,6 @@ class Processes:
                 process.stop()
 
 
-Ends = dict[tuple[str, int], int]  # (topic, partition) → next offset
-
-
-def read_log(broker: str, topics: tuple[str, ...], start: Ends | None = None) -> list[Any]:
-    """Every record of ``topics`` from ``start`` (else the beginning) to the end, in partition order: fetch-based
-    like tests.support.read_topic (tansu's ListOffsets is wrong), but with short fetch waits, which makes it ten
-    times faster, and only from where this test began."""
-    consumer = Consumer({"bootstrap.servers": broker, "group.id": "crash-test-reader", "enable.partition.eof": True,
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})  # fmt: skip
-    try:
-        metadata = consumer.list_topics(timeout=10)
-        assigned = [
-            TopicPartition(topic, partition, (start or {}).get((topic, partition), OFFSET_BEGINNING))
-            for topic in topics
-            for partition in sorted(metadata.topics[topic].partitions)
-        ]
-        consumer.assign(assigned)
-        at_end: set[tuple[str, int]] = set()
-        records: list[Any] = []
-        deadline = time.monotonic() + 30
-        while len(at_end) < len(assigned):
-            assert time.monotonic() < deadline, f"could not read {topics} to their end"
-            for message in consumer.consume(1000, timeout=0.1):
-                error = message.error()
-                if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add((message.topic() or "", message.partition() or 0))
-                elif error is None:
-                    records.append(message)
-        records.sort(key=lambda m: (m.topic() or "", m.partition() or 0, m.offset() or 0))
-        return records
-    finally:
-        consumer.close()
-
-
 def topic_ends(broker: str, topics: tuple[str, ...]) -> Ends:
     """The next offset of every partition of ``topics`` that holds records."""
     ends: Ends = {}
@@ -460,38 +425,6 @@ def second_database(settings: Settings, tmp_path: Path) -> Iterator[str]:
     finally:
         with psycopg.connect(base, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-# SQLite has no table locks: a trigger that keeps the inserting transaction busy for minutes stands in for one.
-STALL_TRIGGER = """
-CREATE TRIGGER crash_test_stall BEFORE INSERT ON projection_offsets BEGIN
-    SELECT count(*) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500000000)
-                          SELECT i FROM n);
-END
-"""
-
-
-@contextmanager
-def stalled_after_producing(engine: Engine) -> Iterator[None]:
-    """While inside, the processor's next batch stops in its transaction right after its facts went to Kafka
-    (FactEmitter.batch flushes them when the decision step is done, the runner then stores the offsets): that
-    offsets write waits, on PostgreSQL for an EXCLUSIVE lock on projection_offsets held here, on SQLite in a
-    trigger. Kill the processor before leaving: leaving lets a waiting insert go on."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as connection:
-            connection.execute(text("LOCK TABLE projection_offsets IN EXCLUSIVE MODE"))
-            try:
-                yield
-            finally:
-                connection.rollback()
-        return
-    with engine.begin() as connection:
-        connection.execute(text(STALL_TRIGGER))
-    try:
-        yield
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text("DROP TRIGGER crash_test_stall"))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -168,6 +168,7 @@ def test_a_record_that_makes_a_projection_raise_is_dead_lettered_and_the_rest_ap
         catalogue=healthy.catalogue,
         kafka_config=settings.kafka_client_config(),
         dead_letters=healthy.dead_letters,
+        topics=healthy.topics,
         group_id=f"g-{uuid.uuid4()}",
     )
     assert choking.run_until_caught_up() == 5

@@ -23,14 +23,13 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
 from deploy.process import ManagedProcess, free_port
 from projections.db import make_engine, migrate
@@ -45,7 +44,7 @@ from services.sales.processor import COMMANDS_TOPIC, FACTS_TOPIC, PROCESSOR_NAME
 from services.sales.tables import unit_decisions, unit_facts
 from services.sales.wire import fact_event_id, record_to_command, record_to_fact
 from services.stack import anchang_command, metric_positive
-from tests.support import read_topic, wait_for
+from tests.support import read_topic, stalled_after_producing, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -227,39 +226,6 @@ class Crash:
     def __str__(self) -> str:
         left = self.uncommitted.total()
         return f"published {self.published}, decided {self.decided}, {left} fact(s) produced but not committed"
-
-
-# SQLite has no table locks: a trigger that keeps the inserting transaction busy for minutes stands in for one.
-STALL_TRIGGER = """
-CREATE TRIGGER crash_test_stall BEFORE INSERT ON projection_offsets BEGIN
-    SELECT count(*) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500000000)
-                          SELECT i FROM n);
-END
-"""
-
-
-@contextmanager
-def stalled_after_producing(engine: Engine) -> Iterator[None]:
-    """While inside, the processor's next batch stops in the middle of its transaction right after its facts went
-    to Kafka (UnitDecisions.apply flushes them last, then the runner stores the offsets in the same transaction):
-    that offsets write waits, on PostgreSQL for an EXCLUSIVE lock on projection_offsets held here (reads still
-    pass), on SQLite in a trigger. Kill the
-    processor before leaving: leaving lets an insert that is still waiting go on."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as connection:
-            connection.execute(text("LOCK TABLE projection_offsets IN EXCLUSIVE MODE"))
-            try:
-                yield
-            finally:
-                connection.rollback()
-        return
-    with engine.begin() as connection:
-        connection.execute(text(STALL_TRIGGER))
-    try:
-        yield
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text("DROP TRIGGER crash_test_stall"))
 
 
 # ---------------------------------------------------------------------------------------------------------------

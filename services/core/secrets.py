@@ -16,7 +16,7 @@ def read_or_create_secret(path: Path, length: int = 32) -> bytes:
     """The secret stored at ``path``; created with ``length`` random bytes (hex) if it does not exist yet."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         draft.write_text(secrets.token_hex(length))
         draft.chmod(0o600)
         with contextlib.suppress(FileExistsError):  # another process made it first: theirs counts
