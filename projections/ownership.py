@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, select
+from sqlalchemy.dialects import postgresql
 
 from projections.base import upsert
 from projections.ownership_tables import (
@@ -152,14 +153,38 @@ def set_target(
     return office_id, staff_id, month
 
 
+def _lock_performance_rows(connection: Connection, ordered: list[PerformanceKey]) -> None:
+    """On PostgreSQL, lock the 业绩 rows about to be recomputed (creating missing ones first), in key order.
+
+    A row sums ledger lines of several customers, which two instances may credit at once under their own customer
+    locks: without this, both read the ledger before the other commits and the later upsert keeps a stale total
+    (a lost update, tests/test_ownership_concurrency.py). Locked, the second waits, and its ledger reads, new
+    statements under READ COMMITTED, see the first one's lines. Taken after the customer locks, in key order, so
+    two batches never wait on each other in a cycle. SQLite has one writer: nothing to do."""
+    if connection.dialect.name != "postgresql" or not ordered:
+        return
+    placeholders = [{"office_id": o, "staff_id": s, "month": m, "credited_deals": 0, "credited_amount_fen": 0}
+                    for o, s, m in ordered]  # fmt: skip
+    connection.execute(postgresql.insert(sales_performance).on_conflict_do_nothing(), placeholders)
+    performance = sales_performance.c
+    for office_id, staff_id, month in ordered:
+        connection.execute(
+            select(performance.month)
+            .where(performance.office_id == office_id, performance.staff_id == staff_id, performance.month == month)
+            .with_for_update()
+        )
+
+
 def refresh_performance(connection: Connection, keys: Iterable[PerformanceKey]) -> None:
     """Recompute 业绩 rows from the ledger's staff lines and the targets (COM-06).
 
     ``credited_deals``: deals credited to the consultant in the month (a shared deal counts for each sharer),
     minus those reversed; ``credited_amount_fen``: their share of the prices, net of reversals."""
     ledger = commission_ledger.c
+    ordered = sorted(set(keys))
+    _lock_performance_rows(connection, ordered)
     rows = []
-    for office_id, staff_id, month in sorted(set(keys)):
+    for office_id, staff_id, month in ordered:
         mine = and_(
             ledger.office_id == office_id, ledger.party_id == staff_id, ledger.month == month, ledger.party == "staff"
         )
