@@ -22,6 +22,8 @@ from services.core.codec import EventCodec
 from services.core.config import Settings
 from services.ownership.processor import FACTS_TOPIC, Attribution
 from services.ownership.service import build_attribution_processor
+from services.staff import frontdesk_read
+from services.staff.policy import DEFAULT_STAFF_POLICY
 from tests.support import read_topic
 from tests.test_ownership_support import (
     T0,
@@ -391,6 +393,16 @@ def test_COM_06_achievement_rate_against_the_managers_target(world: World) -> No
     assert (january["credited_amount_fen"], january["target_amount_fen"]) == (credited, 400_000_000)
     assert january["credited_deals"] == 5
     assert january["achievement_rate"] == pytest.approx(credited / 400_000_000)
+
+
+def test_KPI_03_the_front_desk_kpis_show_the_same_achievement_rate(world: World) -> None:
+    """KPI-03 (达成率) in the manager's KPI table is the COM-06 rate against the target, not a second formula."""
+    january = performance(world.engine, world.office.id, "s-a", "2026-01")
+    assert january is not None and january["achievement_rate"] is not None
+    with world.engine.connect() as connection:
+        table = frontdesk_read.kpis(connection, world.office.id, "2026-01", T0, DEFAULT_STAFF_POLICY)
+    (row,) = [row for row in table["staff"] if row["staff_id"] == "s-a"]
+    assert row["achievement_rate"] == pytest.approx(january["achievement_rate"]) and row["achievement_rate"] > 0
 
 
 def test_SALE_19_a_processed_refund_reverses_the_credit(world: World) -> None:
