@@ -3,20 +3,32 @@
 Why a plain confluent-kafka consumer and not a faust agent: see docs/architecture.md ("Projection
 processors"). In short, exactly-once effects need the batch's rows and its offsets in one SQL
 transaction and a restart that resumes from the offsets in SQL; faust owns offset commits and its
-Table recovery is unreliable on tansu, and measured throughput is several times lower."""
+Table recovery is unreliable on tansu, and measured throughput is several times lower.
+
+Optionally (``order_by_timestamp``) records are processed across all assigned partitions in the order of their
+Kafka timestamps, as Kafka Streams does (``TimestampOrder``): without it, a catch-up may consume one topic far ahead
+of another, so a decision would depend on fetch timing instead of on the log."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
@@ -31,6 +43,7 @@ from services.kafka.deadletter import DeadLetterSink, Rejected
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (records done, records known so far)
+PartitionKey = tuple[str, int]  # (topic, partition)
 
 PROCESSING_FAILED = "processing_failed"  # dead-letter reason: the record made a projection raise
 SQL_IN_CHUNK = 900  # ids per "IN (…)" lookup: stays under SQLite's bound-parameter limit
@@ -48,6 +61,125 @@ class BatchOutcome:
     duplicates: int = 0
     dead_letters: int = 0
     positions: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) → next offset
+
+
+class TimestampOrder:
+    """Fetched records buffered per partition and released in timestamp order across partitions (the rule of
+    Kafka Streams' PartitionGroup and ``max.task.idle.ms``).
+
+    The next record is always the buffered one with the smallest (timestamp, rank of its topic, partition,
+    offset). While an assigned partition has nothing buffered and has not reported PARTITION_EOF since its last
+    record, it may still hold an earlier record, so nothing is released: ``strict`` waits for it as long as it
+    takes (a catch-up, whose result must not depend on fetch timing), otherwise only ``max_idle`` seconds from
+    the moment it first held others back, so a slow or silent partition cannot stall live processing. A
+    partition whose buffer grows past ``max_buffered`` is to be paused, and resumed once it has drained to half
+    of it (``flow``)."""
+
+    def __init__(self, topics: Sequence[str], *, max_idle_ms: int, max_buffered: int) -> None:
+        self.rank = {topic: index for index, topic in enumerate(topics)}
+        self.max_idle = max_idle_ms / 1000
+        self.max_buffered = max_buffered
+        self.buffers: dict[PartitionKey, deque[Message]] = {}
+        self.at_end: set[PartitionKey] = set()  # PARTITION_EOF seen since the partition's last record
+        self.idle_since: dict[PartitionKey, float] = {}  # empty partitions holding others back, since when
+        self.paused: set[PartitionKey] = set()
+        self.pauses = 0  # partitions paused so far (for tests and curiosity)
+        self.generation = 0  # bumped by every revoke: records taken before it are re-read from the offsets in SQL
+
+    # ------------------------------------------------------------ assignment
+
+    def assign(self, keys: Iterable[PartitionKey]) -> None:
+        for key in keys:
+            self.buffers[key] = deque()
+            self.at_end.discard(key)
+            self.idle_since.pop(key, None)
+            self.paused.discard(key)
+
+    def revoke(self, keys: Iterable[PartitionKey]) -> None:
+        """Forget the partitions' buffered records: they were not processed, so no offset covers them, and
+        whoever is assigned the partition next resumes from the offsets in SQL."""
+        for key in keys:
+            self.buffers.pop(key, None)
+            self.at_end.discard(key)
+            self.idle_since.pop(key, None)
+            self.paused.discard(key)
+        self.generation += 1
+
+    # ------------------------------------------------------------ records in
+
+    def add(self, message: Message) -> None:
+        key = (message.topic() or "", message.partition() or 0)
+        buffer = self.buffers.get(key)
+        if buffer is None:
+            return  # fetched before its partition was revoked
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                self.at_end.add(key)
+                self.idle_since.pop(key, None)
+            else:
+                log.warning("consumer error %s", error)
+            return
+        buffer.append(message)
+        self.at_end.discard(key)
+        self.idle_since.pop(key, None)
+
+    # ------------------------------------------------------------ records out
+
+    def take(self, limit: int, *, strict: bool) -> list[Message]:
+        """Up to ``limit`` records in timestamp order, stopping where an empty partition may still hold an
+        earlier one."""
+        taken: list[Message] = []
+        while len(taken) < limit:
+            heads = [(_order_key(buffer[0], self.rank), key) for key, buffer in self.buffers.items() if buffer]
+            if not heads or self.waiting_for(strict=strict):
+                break
+            _, key = min(heads)
+            taken.append(self.buffers[key].popleft())
+        return taken
+
+    def waiting_for(self, *, strict: bool) -> list[PartitionKey]:
+        """The empty partitions not known to be at their end that still hold the others back."""
+        now = time.monotonic()
+        waiting = []
+        for key, buffer in self.buffers.items():
+            if buffer or key in self.at_end:
+                continue
+            since = self.idle_since.setdefault(key, now)
+            if strict or now - since < self.max_idle:
+                waiting.append(key)
+        return waiting
+
+    def wait_limit(self, *, strict: bool) -> float | None:
+        """Seconds until the idle bound of a partition holding records back runs out (None: nothing to wait
+        out). Called only when records are buffered."""
+        if strict:
+            return None
+        deadlines = [self.idle_since[key] + self.max_idle for key in self.waiting_for(strict=False)]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def buffered(self) -> int:
+        return sum(len(buffer) for buffer in self.buffers.values())
+
+    def drained(self) -> bool:
+        """Every assigned partition processed to the end it reported."""
+        return all(not buffer and key in self.at_end for key, buffer in self.buffers.items())
+
+    def flow(self) -> tuple[list[PartitionKey], list[PartitionKey]]:
+        """(partitions to pause, partitions to resume) for the buffers' sizes now; updates ``paused``."""
+        pause = [k for k, b in self.buffers.items() if k not in self.paused and len(b) > self.max_buffered]
+        resume = [k for k in self.paused if len(self.buffers[k]) <= self.max_buffered // 2]
+        self.paused.update(pause)
+        self.paused.difference_update(resume)
+        self.pauses += len(pause)
+        return pause, resume
+
+
+def _order_key(message: Message, rank: dict[str, int]) -> tuple[int, int, int, int]:
+    kind, timestamp = message.timestamp()
+    if kind == TIMESTAMP_NOT_AVAILABLE:
+        timestamp = -1  # (pre-0.10 records) ordered by where they sit in their partition only
+    return (timestamp, rank.get(message.topic() or "", len(rank)), message.partition() or 0, message.offset() or 0)
 
 
 class ProjectionProcessor:
@@ -70,6 +202,9 @@ class ProjectionProcessor:
         tick: Callable[[], None] | None = None,
         poll_timeout: float = 0.5,
         fetch_wait_ms: int = 100,
+        order_by_timestamp: bool = False,
+        max_idle_ms: int = 300,
+        max_buffered_per_partition: int = 1000,
     ) -> None:
         self.name = name
         self.projections = projections
@@ -95,16 +230,37 @@ class ProjectionProcessor:
             "fetch.wait.max.ms": fetch_wait_ms,
         }
         self._positions: dict[tuple[str, int], int] = {}
+        # Timestamp order across partitions (None: each batch as fetched, ordered only within a partition).
+        self.order_by_timestamp = order_by_timestamp
+        self.max_idle_ms = max_idle_ms
+        self.max_buffered_per_partition = max_buffered_per_partition
+        self._order: TimestampOrder | None = None
+        self._last_fetch = time.monotonic()  # when the consumer last returned anything (a record or an EOF)
+
+    @property
+    def timestamp_order(self) -> TimestampOrder | None:
+        """The buffers of the current or last run when ordering by timestamp."""
+        return self._order
+
+    def _new_order(self) -> TimestampOrder | None:
+        if not self.order_by_timestamp:
+            return None
+        return TimestampOrder(self.topics, max_idle_ms=self.max_idle_ms, max_buffered=self.max_buffered_per_partition)
 
     # ---------------------------------------------------------------- consuming
 
     def run(self, stop: threading.Event) -> None:
         """Consume as a member of the processor's group until ``stop`` is set."""
         consumer = Consumer(self._consumer_config)
+        self._order = self._new_order()
         consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             while not stop.is_set():
-                self._process(consumer, self._next_batch(consumer))
+                if self._order is None:
+                    batch = self._next_batch(consumer)
+                else:
+                    batch = self._next_ordered_batch(consumer, self._order, strict=False)
+                self._process(consumer, batch)
                 if self.tick is not None:
                     self.tick()
         finally:
@@ -116,6 +272,12 @@ class ProjectionProcessor:
         consumer = Consumer(self._consumer_config)
         partitions = self._all_partitions(consumer)
         consumer.assign(self._starting_offsets(partitions))
+        self._order = self._new_order()
+        if self._order is not None:
+            try:
+                return self._catch_up_in_order(consumer, self._order, partitions, progress, idle_timeout)
+            finally:
+                consumer.close()
         at_end: set[tuple[str, int]] = set()
         done = 0
         last_activity = time.monotonic()
@@ -140,6 +302,80 @@ class ProjectionProcessor:
         finally:
             consumer.close()
         return done
+
+    def _catch_up_in_order(
+        self,
+        consumer: Consumer,
+        order: TimestampOrder,
+        partitions: list[TopicPartition],
+        progress: Progress | None,
+        idle_timeout: float,
+    ) -> int:
+        """run_until_caught_up() in timestamp order: strict (an empty partition short of its end is always waited
+        for, so the result does not depend on fetch timing); done when every partition is drained to its EOF."""
+        order.assign((partition.topic, partition.partition) for partition in partitions)
+        done = 0
+        self._last_fetch = time.monotonic()
+        while not order.drained():
+            outcome = self._process(consumer, self._next_ordered_batch(consumer, order, strict=True))
+            done += outcome.applied + outcome.duplicates + outcome.dead_letters
+            if time.monotonic() - self._last_fetch > idle_timeout:
+                ended = len(order.at_end)
+                raise TimeoutError(f"{self.name}: no progress for {idle_timeout}s, {ended} partitions at end")
+            if progress is not None:
+                progress(done, done + self._known_lag(consumer, partitions))
+        return done
+
+    def _next_ordered_batch(self, consumer: Consumer, order: TimestampOrder, *, strict: bool) -> list[Message]:
+        """Up to ``batch_size`` records in timestamp order. Waits (polling) up to ``poll_timeout`` for the first
+        one, or less when the idle bound of a partition holding records back runs out first; then hands over
+        what it has as soon as the consumer has nothing more right away (low latency when records trickle)."""
+        batch: list[Message] = []
+        deadline = time.monotonic() + self.poll_timeout
+        generation = order.generation
+        while len(batch) < self.batch_size:
+            if batch or (order.buffered() and not order.waiting_for(strict=strict)):
+                wait = 0.0  # records ready: take what is already fetched, do not wait
+            else:
+                wait = max(0.0, deadline - time.monotonic())
+                if order.buffered() and (limit := order.wait_limit(strict=strict)) is not None:
+                    wait = min(wait, limit)
+            received = self._fill(consumer, order, wait)
+            self._flow(consumer, order)
+            if order.generation != generation:  # a revoke ran inside poll(): every partition is re-read from SQL
+                batch = []
+                generation = order.generation
+            taken = order.take(self.batch_size - len(batch), strict=strict)
+            batch += taken
+            # Done when nothing more is ready: hand over what there is, or nothing once poll_timeout is up (so
+            # run() ticks its timers even while records of other partitions keep coming and one is awaited).
+            if not taken and ((batch and not received) or time.monotonic() >= deadline):
+                break
+        self._flow(consumer, order)
+        return batch
+
+    @staticmethod
+    def _flow(consumer: Consumer, order: TimestampOrder) -> None:
+        """Pause the partitions buffered beyond the bound (while an earlier record is awaited elsewhere, say),
+        resume the ones drained: memory stays bounded by about the bound plus what librdkafka prefetched."""
+        pause, resume = order.flow()
+        if pause:
+            consumer.pause([TopicPartition(topic, partition) for topic, partition in pause])
+        if resume:
+            consumer.resume([TopicPartition(topic, partition) for topic, partition in resume])
+
+    def _fill(self, consumer: Consumer, order: TimestampOrder, wait: float) -> int:
+        """Move what the consumer has fetched into the buffers, waiting up to ``wait`` s if it has nothing;
+        return how many records and EOFs came."""
+        messages = consumer.consume(self.batch_size, timeout=0)
+        if not messages and wait > 0:
+            first = consumer.poll(wait)
+            messages = [first, *consumer.consume(self.batch_size - 1, timeout=0)] if first is not None else []
+        for message in messages:
+            order.add(message)
+        if messages:
+            self._last_fetch = time.monotonic()
+        return len(messages)
 
     def _next_batch(self, consumer: Consumer) -> list[Message]:
         """Wait for one record (up to ``poll_timeout``), then take whatever else is already fetched: low
@@ -169,11 +405,17 @@ class ProjectionProcessor:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.assign(self._starting_offsets(partitions))
+        if self._order is not None:
+            self._order.assign((partition.topic, partition.partition) for partition in partitions)
+            if partitions:
+                consumer.resume(partitions)  # a pause of ours must not outlive the assignment it was made in
         ASSIGNED_PARTITIONS.labels(self.name).set(len(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for partition in partitions:
             self._positions.pop((partition.topic, partition.partition), None)
+        if self._order is not None:  # unassign() drops every partition, so every buffer goes
+            self._order.revoke(list(self._order.buffers))
         consumer.unassign()
         ASSIGNED_PARTITIONS.labels(self.name).set(0)
 

@@ -54,7 +54,11 @@ def decision_processor(
     clock: Clock,
     tick: Callable[[], None],
     batch_size: int = 500,
+    order_by_timestamp: bool = False,
 ) -> ProjectionProcessor:
+    """``order_by_timestamp``: decide the inputs of all topics in the order of their Kafka timestamps (see
+    ``TimestampOrder`` in projections/runner.py), for a processor whose decisions depend on the order across
+    topics or partitions; without it, order holds only within a partition."""
     return ProjectionProcessor(
         name,
         [decider],
@@ -72,4 +76,5 @@ def decision_processor(
         tick=tick,
         poll_timeout=0.1,
         fetch_wait_ms=2,
+        order_by_timestamp=order_by_timestamp,
     )

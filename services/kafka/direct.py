@@ -29,8 +29,9 @@ class DirectPublisher:
         self.catalogue = catalogue
         self.clock = clock  # gives recorded_at, as the API's clock does
 
-    def publish(self, body: dict[str, Any], *, office_id: str | None = None) -> str:
-        """Validate, encode and enqueue one API-shaped event body; return its event id."""
+    def publish(self, body: dict[str, Any], *, office_id: str | None = None, timestamp_ms: int | None = None) -> str:
+        """Validate, encode and enqueue one API-shaped event body; return its event id. ``timestamp_ms`` sets the
+        Kafka record timestamp (default: now), which processors ordering by timestamp follow."""
         office = office_id or body.get("office_id")
         if not office:
             raise InvalidEvent("office_id is required")
@@ -45,6 +46,7 @@ class DirectPublisher:
                     value,
                     event.key.encode(),
                     headers=[("anchang-event-type", event.event_type.encode())],
+                    timestamp=timestamp_ms or 0,  # 0: librdkafka stamps the current time
                 )
                 break
             except BufferError:  # local queue full: serve delivery reports, then retry

@@ -48,6 +48,7 @@ from services.kafka.emitter import FactEmitter
 from services.ownership import facts as f
 from services.ownership.customers import CustomerKeys, mask_phone
 from services.ownership.domain import decide, evolve, fold
+from services.ownership.events import DealRefunded, DealSubscribed
 from services.ownership.inputs import Decide, Input, Refuse, SetTarget, Skip, project_of, translate
 from services.ownership.policies import OwnershipPolicies
 from services.ownership.policy import Role
@@ -180,7 +181,7 @@ class Attribution:
         touched: set[str] = set()  # customers whose read side must be rewritten
         for event in events:
             touched.update(self._track_units(connection, event, context))
-            answer = translate(event.event_type, event.record, context)
+            answer = _unmet_deal(translate(event.event_type, event.record, context), context)
             if answer is None:
                 continue
             inputs.append((event, answer))
@@ -284,22 +285,27 @@ class Attribution:
     # ------------------------------------------------------------ 销控 bookkeeping
 
     def _track_units(self, connection: Connection, event: ConsumedEvent, context: _SqlContext) -> set[str]:
-        """Remember the 认购 of known customers and their later dates; return customers whose ledger changes
-        without a decision (a contract moves the CONTRACT credit point)."""
+        """Remember every 认购 and its later dates; return known customers whose ledger changes without a decision
+        (a contract moves the CONTRACT credit point).
+
+        A 认购 is remembered even when its customer is not known yet: the 销控 ``customer_id`` is the ownership
+        customer key the API gave out, and the deal is decided only when its deposit stops the SALE-09 clock
+        (inputs.py ``_units``), by which time the visit or call that made the customer known has been decided
+        (timestamp order). Forgetting it lost the deal for good whenever the 认购 came first (same timestamp, a
+        producer's clock behind, the idle bound of a live run). A customer still not met when the deposit comes
+        is not credited to anyone: the payment is skipped as ``unknown_customer`` (``_unmet_deal``)."""
         record, subs = event.record, ownership_subscriptions
         match event.event_type:
             case "SubscriptionSigned":
-                if context.known_customer(record["customer_id"]):
-                    row = {"subscription_id": record["subscription_id"], "office_id": event.office_id,
-                           "customer_key": record["customer_id"], "unit_id": record["unit_id"],
-                           "staff_id": record["staff_id"], "price_fen": record["price_fen"],
-                           "signed_at": record["signed_at"], "deposit_paid_at": None, "contracted_at": None,
-                           "refunded_at": None}  # fmt: skip
-                    upsert(connection, subs, [row], keys=("subscription_id",))
-                else:  # the 销控 customer_id is the ownership customer key: this one was never met
-                    INPUTS_SKIPPED.labels("unknown_customer").inc()
-                    log.warning("%s: 认购 %s names customer %s, unknown to ownership", PROCESSOR_NAME,
-                                record["subscription_id"], record["customer_id"])  # fmt: skip
+                if not context.known_customer(record["customer_id"]):
+                    log.info("%s: 认购 %s names customer %s, not met yet", PROCESSOR_NAME,
+                             record["subscription_id"], record["customer_id"])  # fmt: skip
+                row = {"subscription_id": record["subscription_id"], "office_id": event.office_id,
+                       "customer_key": record["customer_id"], "unit_id": record["unit_id"],
+                       "staff_id": record["staff_id"], "price_fen": record["price_fen"],
+                       "signed_at": record["signed_at"], "deposit_paid_at": None, "contracted_at": None,
+                       "refunded_at": None}  # fmt: skip
+                upsert(connection, subs, [row], keys=("subscription_id",))
                 return set()
             case "PaymentReceived" if record.get("stops_clock"):
                 values = {"deposit_paid_at": event.occurred_at}
@@ -311,7 +317,9 @@ class Attribution:
                 return set()
         connection.execute(update(subs).where(subs.c.subscription_id == record["subscription_id"]).values(**values))
         subscription = context.subscription(record["subscription_id"])
-        return {subscription["customer_key"]} if subscription is not None else set()
+        if subscription is None or not context.known_customer(subscription["customer_key"]):
+            return set()  # a customer not met yet has no customer row or read side to rewrite
+        return {subscription["customer_key"]}
 
     # ------------------------------------------------------------ state
 
@@ -462,6 +470,17 @@ class Attribution:
 
     def _now(self) -> datetime:
         return now_in_millis(self.clock)
+
+
+def _unmet_deal(answer: Input | None, context: _SqlContext) -> Input | None:
+    """A deposit (or refund) whose 认购 names a customer ownership never met (no visit, call or command decided for
+    the key) is skipped with its reason, as before the 认购 was remembered: a key nobody met may be another office's
+    or a typo, and crediting the signer as first contact (OWN-01) would make an owner out of it."""
+    if isinstance(answer, Decide) and isinstance(answer.event, DealSubscribed | DealRefunded):
+        key = answer.event.customer_key
+        if not context.known_customer(key):  # counted in INPUTS_SKIPPED where skips are answered
+            return Skip("unknown_customer", f"认购 {answer.event.deal_id} names customer {key}, unknown to ownership")
+    return answer
 
 
 def _aware_row(row: Mapping[Any, Any]) -> dict[str, Any]:

@@ -25,9 +25,12 @@ def build_attribution_processor(settings: Settings, clock: Clock = system_clock)
         attribution.fire_due_expiries(parts.engine)
         attribution.refresh_gauges(parts.engine)
 
+    # In timestamp order across the three topics: a 认购 must meet the visit that made its customer known, also
+    # when a catch-up fetches anchang.units ahead of anchang.frontdesk.
     return decision_processor(
         PROCESSOR_NAME, attribution, parts, settings,
         topics=INPUT_TOPICS, group_id=settings.ownership_processor_group, clock=clock, tick=tick,
+        order_by_timestamp=True,
     )  # fmt: skip
 
 

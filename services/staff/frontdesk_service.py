@@ -29,6 +29,8 @@ def build_frontdesk_processor(settings: Settings, clock: Clock = system_clock) -
         decisions.fire_due_log_timers(parts.engine)  # CALL-03 / PEN-26 漏登
 
     # Small batches (the default) keep the 轮序表 answer fresh; the SMS and call-log timers run between them.
+    # No timestamp order across topics: an office's inputs share one anchang.frontdesk partition, and the 销控 deals
+    # are only recorded for the KPI read side (frontdesk_deals), never read by a decision.
     return decision_processor(
         PROCESSOR_NAME, decisions, parts, settings,
         topics=[INPUT_TOPIC, UNITS_TOPIC], group_id=settings.frontdesk_processor_group, clock=clock, tick=fire_timers,

@@ -22,9 +22,12 @@ def build_staff_processor(settings: Settings, clock: Clock = system_clock) -> Pr
     def tick() -> None:
         decisions.tick(parts.engine)
 
+    # In timestamp order: an office-wide input (SpecialDayDeclared, DayEnded) sits on its declarer's partition, and
+    # the leave requests and clock-ins it judges (ATT-01/05) on other staff members' partitions.
     return decision_processor(
         PROCESSOR_NAME, decisions, parts, settings,
         topics=INPUT_TOPICS, group_id=settings.staff_processor_group, clock=clock, tick=tick, batch_size=1000,
+        order_by_timestamp=True,
     )  # fmt: skip
 
 
