@@ -21,7 +21,8 @@ that must not depend on the interleaving are compared with one instance.
 
 Findings: the 业绩 row (sales_performance, COM-06) was not covered by the customer locks and lost updates when both
 members credited one consultant at once (fixed: projections.ownership locks the rows it recomputes); OWN-01 across
-two offices of one project follows consumption order, not arrival order (xfail, strict; one instance too).
+two offices of one project followed consumption order, not arrival order (fixed in the pure core: an earlier
+arrival decided late takes first contact over, OwnershipFirstContactCorrected).
 
 Partitioning note: the commands and front-desk topics are both keyed by office and have 6 partitions each, so with
 the range assignor one office's commands and visits always land on the same member; customers meet across members
@@ -849,11 +850,6 @@ def test_COM_06_performance_adds_up_the_ledger_when_two_members_credit_one_consu
     assert performance_rows(race) == performance_from_ledger(race)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OWN-01 across offices of one project: visits are decided in consumption order, and two offices' "
-    "front desks are different partitions, so an earlier arrival read later loses first contact (one instance too)",
-)
 def test_OWN_01_the_earliest_arrival_owns_even_when_its_office_is_read_late(solo: Run) -> None:
     owners = owner_rows(solo)
     late = solo.stream.named("late")

@@ -73,6 +73,7 @@ from services.ownership.facts import (
     OwnershipAssigned,
     OwnershipExpired,
     OwnershipExtended,
+    OwnershipFirstContactCorrected,
     OwnershipProven,
     OwnershipRenewed,
     Rejected,
@@ -397,6 +398,108 @@ def test_COM_02_helper_who_closes_for_an_absent_owner_gets_no_performance() -> N
     assert set(staff_lines(lines)) == {"A"}
     performance = monthly_performance(lines, "2024-01")
     assert performance["A"].units == 1 and "B" not in performance
+
+
+def verdicts(state: CustomerState) -> dict[str, tuple[str, str | None]]:
+    return {r.event_id: (str(r.verdict.status), r.verdict.rule_id) for r in state.reports}
+
+
+def served(history: Sequence[Fact]) -> dict[str, tuple[str, str]]:
+    """The standing ServedForAbsentOwner per visit: the latest, unless a correction made its helper the owner."""
+    standing: dict[str, tuple[str, str]] = {}
+    for fact in history:
+        if isinstance(fact, ServedForAbsentOwner):
+            standing[fact.visit_id] = (fact.owner_id, fact.helper_id)
+        elif isinstance(fact, OwnershipFirstContactCorrected):
+            standing = {v: pair for v, pair in standing.items() if pair[0] != fact.previous_owner}
+    return standing
+
+
+def test_OWN_01_the_earliest_arrival_owns_whichever_office_registers_first() -> None:
+    """Office B registers its 11:10 visit before office A registers the same customer's 11:00 visit."""
+    a_visit = visit("A", T0, visit_id="VA", channel_mentioned="chX")
+    b_visit = visit("B", T0 + minutes(10), visit_id="VB", channel_mentioned="chX")
+    reports = (report(minutes(35), "chX", arrival=T0 + minutes(10)),)  # 10:35: valid for 11:10, not for 11:00
+    in_order = Customer().given(*reports, a_visit, b_visit)
+    late = Customer().given(*reports, b_visit)
+    assert late.owner == "B" and late.state.channel is not None and late.state.channel.channel_id == "chX"
+    facts = late.do(a_visit)
+    corrected = one(facts, OwnershipFirstContactCorrected)
+    assert (corrected.staff_id, corrected.previous_owner, corrected.basis, corrected.rule_id) == (
+        "A", "B", Basis.FIRST_CONTACT, "OWN-01")  # fmt: skip
+    assert corrected.evidence == (a_visit.event_id, b_visit.event_id) and corrected.visit_id == "VA"
+    assert of(facts, OwnershipAssigned) == []  # a correction, not a second first contact
+    assert (one(facts, ServedForAbsentOwner).owner_id, one(facts, ServedForAbsentOwner).helper_id) == ("A", "B")
+    for c in (in_order, late):
+        assert c.owner == "A"
+        assert c.state.first_visit is not None and c.state.first_visit.visit_id == "VA"
+        assert c.state.owner is not None and c.state.owner.since == T0  # OWN-05 runs from the earlier visit
+        assert c.state.owner.expires_at == DEFAULT_POLICY.expires_at(T0)
+    assert verdicts(late.state) == verdicts(in_order.state)
+    assert verdicts(late.state)[reports[0].event_id] == ("rejected", "OWN-11")  # 25 min before 11:00
+    assert late.state.channel is None and one(facts, ChannelReportRejected).rule_id == "OWN-11"
+    assert served(late.history) == served(in_order.history) == {"VB": ("A", "B")}
+    late.do(deal(signed_by="B"))
+    assert one(late.history, DealAttributed).shares == (Share("A", Fraction(1)),)  # COM-02: B helped
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(2, 4).flatmap(lambda n: st.permutations(range(n))),
+    st.sampled_from([DEFAULT_POLICY, OwnershipPolicy(extend_on_return_visit=True)]),
+)
+def test_OWN_01_property_the_earliest_arrival_owns_in_any_decision_order(
+    order: list[int], policy: OwnershipPolicy
+) -> None:
+    """Visits from different receivers at distinct times, no deal: the earliest arrival's receiver owns from their
+    arrival, whatever order the visits are decided in, with the same verdicts and the same helpers (OWN-01/02/05)."""
+    visits = [visit(f"S{i}", T0 + i * minutes(7), visit_id=f"V{i}", channel_mentioned="ch") for i in range(len(order))]
+    reports = [report(minutes(m), f"ch{m}", agent_id=f"ag{m}") for m in (20, 33, 45)]
+    expected = Customer(policy).given(*reports, *visits)
+    got = Customer(policy).given(*reports, *(visits[i] for i in order))
+    assert got.owner == expected.owner == "S0"
+    assert got.state.owner is not None and expected.state.owner is not None
+    assert (got.state.owner.since, got.state.owner.expires_at, got.state.owner.basis) == (
+        expected.state.owner.since, expected.state.owner.expires_at, Basis.FIRST_CONTACT)  # fmt: skip
+    assert got.state.first_visit == expected.state.first_visit
+    assert verdicts(got.state) == verdicts(expected.state)
+    assert served(got.history) == served(expected.history) == {f"V{i}": ("S0", f"S{i}") for i in range(1, len(order))}
+    assert fold(got.history) == got.state
+
+
+def test_OWN_01_no_correction_once_a_deal_froze_the_attribution() -> None:
+    c = Customer().given(visit("B", T0 + minutes(10)), deal(signed_by="B", at=T0 + minutes(40)))
+    facts = c.do(visit("A", T0))
+    assert of(facts, OwnershipFirstContactCorrected) == [] and c.owner == "B"
+    assert one(facts, ServedForAbsentOwner).helper_id == "A"
+
+
+def test_OWN_01_no_correction_of_an_owner_proven_at_the_door() -> None:
+    c = Customer().given(visit("B", T0 + minutes(10), named_staff_id="N"))  # OWN-08: the customer named N
+    facts = c.do(visit("A", T0))
+    assert of(facts, OwnershipFirstContactCorrected) == [] and c.owner == "N"
+
+
+def test_OWN_01_no_correction_by_a_visit_that_names_someone() -> None:
+    c = Customer().given(visit("B", T0 + minutes(10)))
+    facts = c.do(visit("A", T0, named_staff_id="N"))
+    assert of(facts, OwnershipFirstContactCorrected) == [] and c.owner == "B"
+
+
+def test_OWN_05_no_correction_by_a_visit_of_another_period() -> None:
+    later = T0 + timedelta(days=100)  # after the 3 months an 11:00 visit on T0 would have run
+    c = Customer().given(visit("B", later))
+    facts = c.do(visit("A", T0))
+    assert of(facts, OwnershipFirstContactCorrected) == [] and c.owner == "B"
+    expired = Customer().given(visit("C"), visit("B", later))  # C's period expired, B owns the next one
+    facts = expired.do(visit("A", T0 + timedelta(days=80)))  # before C's ownership expired: C's period
+    assert of(facts, OwnershipFirstContactCorrected) == [] and expired.owner == "B"
+
+
+def test_OWN_08_a_late_earlier_visit_after_an_untraced_call_is_a_natural_visit() -> None:
+    c = Customer().given(call("P", T0 - timedelta(days=1)), visit("B", T0 + minutes(10)))
+    corrected = one(c.do(visit("A", T0)), OwnershipFirstContactCorrected)
+    assert (corrected.staff_id, corrected.basis, corrected.rule_id) == ("A", Basis.NATURAL_VISIT, "OWN-08")
 
 
 def test_peer_research_visits_are_never_customers() -> None:
@@ -1193,6 +1296,8 @@ def random_event(c: Chooser, state: CustomerState, now: datetime, n: int) -> Eve
     visit_id = state.first_visit.visit_id if state.first_visit is not None and c.chance(80) else f"V{n}"
     match kind:
         case "visit":
+            if c.chance(25):  # a visit registered late at another office of the project (OWN-01 by arrival)
+                base["at"] = now - c.pick([minutes(10), timedelta(hours=2)])
             return make(
                 VisitReceived,
                 Role.FRONT_DESK,
@@ -1204,7 +1309,9 @@ def random_event(c: Chooser, state: CustomerState, now: datetime, n: int) -> Eve
                 named_staff_id=other if c.chance(25) else None,
                 sms_from_staff_id=other if c.chance(15) else None,
                 channel_mentioned=c.pick(CHANNELS) if c.chance(60) else None,
-                reception_started_at=now + c.pick([minutes(0), minutes(5), minutes(30)]) if c.chance(70) else None,
+                reception_started_at=base["at"] + c.pick([minutes(0), minutes(5), minutes(30)])
+                if c.chance(70)
+                else None,
                 referrer_owner_id=other if c.chance(20) else None,
                 employee_mentioned="emp" if c.chance(20) else None,
             )

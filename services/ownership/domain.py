@@ -90,6 +90,7 @@ from services.ownership.facts import (
     OwnershipAssigned,
     OwnershipExpired,
     OwnershipExtended,
+    OwnershipFirstContactCorrected,
     OwnershipProven,
     OwnershipRenewed,
     PriceNegotiationRecorded,
@@ -336,12 +337,16 @@ def _visit(a: _Answer, ev: VisitReceived) -> None:
     )
     if ev.kind is VisitKind.PEER_RESEARCH:  # ROT-14: 同行调研 is not a customer
         return
+    if (taken := _earlier_arrival(before, ev, a.policy)) is not None:
+        _correct_first_contact(a, before, ev, *taken)
+        return
     owner = before.owner
     proof_staff, proof = _proof(ev)
     if owner is not None and owner.on_record:  # OWN-01: the customer already belongs to someone
         final = owner.staff_id
-        if a.policy.extend_on_return_visit and before.first_visit is not None and owner.expires_at is not None:
-            expires_at = a.policy.expires_at(ev.at)
+        expires_at = a.policy.expires_at(ev.at)
+        extends = a.policy.extend_on_return_visit and before.first_visit is not None and owner.expires_at is not None
+        if extends and owner.expires_at is not None and expires_at > owner.expires_at:  # never shortened by a late
             a.add(OwnershipExtended(**_auto(ev, a.policy), staff_id=final, expires_at=expires_at, rule_id=OWN_05))
     elif owner is not None and proof_staff == owner.staff_id:  # OWN-08: the phone owner, proven at the door
         own_calls = tuple(c.event_id for c in _this_period(before, before.calls) if c.staff_id == owner.staff_id)
@@ -367,6 +372,76 @@ def _visit(a: _Answer, ev: VisitReceived) -> None:
         )
     if before.first_visit is None:
         _rejudge_reports(a)
+
+
+def _earlier_arrival(state: CustomerState, ev: VisitReceived, policy: OwnershipPolicy) -> tuple[Basis, str] | None:
+    """OWN-01 by arrival, not by decision order: (basis, rule) if visit ``ev``, arriving before the visit that gave
+    the current owner first contact, takes it over; None when the rules keep the owner.
+
+    Only a plain first contact is re-judged: the owner came from the period's first visit (first_contact or
+    natural_visit, not proven, referred, renewed or switched), no 认购 of the period froze the attribution, both
+    visits fall in one ownership period (OWN-05), and the earlier visit carries no claim of its own (a named
+    consultant, an SMS, a referral: those are decided as they come)."""
+    first, owner = state.first_visit, state.owner
+    if first is None or owner is None or ev.at >= first.arrived_at:
+        return None
+    if owner.basis not in (Basis.FIRST_CONTACT, Basis.NATURAL_VISIT) or owner.renewed_by is not None:
+        return None
+    if owner.since != first.arrived_at or first.event_id not in owner.evidence:  # not the first visit's ownership
+        return None
+    if state.period_start is not None and ev.at < state.period_start:  # a visit of an earlier period
+        return None
+    if policy.expires_at(ev.at) <= first.arrived_at:  # the earlier ownership would have expired by then (OWN-05)
+        return None
+    if any(d.period == state.period for d in state.deals) or state.switch is not None:  # frozen at 认购 / OWN-19
+        return None
+    _, basis, _, _ = _door_owner(replace(state, owner=None), ev)
+    if basis is not Basis.FIRST_CONTACT:  # the earlier visit names someone or is an employee's referral
+        return None
+    calls = sorted(_this_period(state, state.calls), key=lambda c: (c.at, c.event_id))
+    phone_owner = next((c.staff_id for c in calls if c.at < ev.at), None)
+    if phone_owner is None:
+        return Basis.FIRST_CONTACT, OWN_01
+    if phone_owner == ev.received_by:  # would have been OwnershipProven{received} (OWN-08): not re-judged
+        return None
+    return Basis.NATURAL_VISIT, OWN_08  # an untraced phone contact before the earlier visit, not proven at the door
+
+
+def _correct_first_contact(a: _Answer, before: CustomerState, ev: VisitReceived, basis: Basis, rule_id: str) -> None:
+    """The earlier arrival's receiver owns from their arrival (OWN-01/05); every other visit of the period is
+    served for them (OWN-02), which supersedes the ServedForAbsentOwner facts naming the previous owner; the 报备
+    are judged again against the new first visit (OWN-10…14)."""
+    owner, first = before.owner, before.first_visit
+    assert owner is not None and first is not None and owner.expires_at is not None
+    expires_at = a.policy.expires_at(ev.at)
+    if a.policy.extend_on_return_visit:  # the later visits count as return visits of the earlier one
+        expires_at = max(expires_at, owner.expires_at)
+    staff_id = ev.received_by
+    a.add(
+        OwnershipFirstContactCorrected(
+            **_auto(ev, a.policy),
+            staff_id=staff_id,
+            basis=basis,
+            rule_id=rule_id,
+            evidence=(ev.event_id, first.event_id),
+            visit_id=ev.visit_id,
+            since=ev.at,
+            expires_at=expires_at,
+            previous_owner=owner.staff_id,
+        )
+    )
+    for visit in sorted(before.visits, key=lambda v: (v.arrived_at, v.event_id)):
+        if visit.received_by != staff_id:  # OWN-02: no switch can exist here (see _earlier_arrival)
+            a.add(
+                ServedForAbsentOwner(
+                    **_auto(ev, a.policy),
+                    owner_id=staff_id,
+                    helper_id=visit.received_by,
+                    visit_id=visit.visit_id,
+                    rule_id=OWN_02,
+                )
+            )
+    _rejudge_reports(a)
 
 
 # --- channel 报备 ---------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from services.ownership.facts import (
     OwnershipAssigned,
     OwnershipExpired,
     OwnershipExtended,
+    OwnershipFirstContactCorrected,
     OwnershipProven,
     OwnershipRenewed,
     PriceNegotiationRecorded,
@@ -141,6 +142,7 @@ def _expired(state: CustomerState, fact: OwnershipExpired) -> CustomerState:
         period=state.period + 1,
         period_start=fact.expired_at,
         first_visit=None,
+        visits=(),
         reports=reports,
         channel=None,
         withheld=(),
@@ -165,7 +167,7 @@ def evolve(state: CustomerState, fact: Fact) -> CustomerState:
             earliest = fact.at if state.price_negotiation_at is None else min(state.price_negotiation_at, fact.at)
             return replace(state, price_negotiation_at=earliest)
         case VisitRecorded():
-            if state.first_visit is not None or fact.kind == VisitKind.PEER_RESEARCH:
+            if fact.kind == VisitKind.PEER_RESEARCH:
                 return state
             visit = FirstVisit(
                 event_id=fact.caused_by,
@@ -177,11 +179,14 @@ def evolve(state: CustomerState, fact: Fact) -> CustomerState:
                 channel_mentioned=fact.channel_mentioned,
                 reception_started_at=fact.reception_started_at,
             )
-            return replace(state, first_visit=visit)
+            first = visit if state.first_visit is None else state.first_visit
+            return replace(state, first_visit=first, visits=(*state.visits, visit))
         case ChannelMentionRecorded():
             if state.first_visit is None or state.first_visit.visit_id != fact.visit_id:
                 raise InconsistentHistory(f"ChannelMentionRecorded for visit {fact.visit_id}, not the first visit")
-            return replace(state, first_visit=replace(state.first_visit, channel_mentioned=fact.channel_id))
+            mentioned = replace(state.first_visit, channel_mentioned=fact.channel_id)
+            visits = tuple(mentioned if v == state.first_visit else v for v in state.visits)
+            return replace(state, first_visit=mentioned, visits=visits)
         case ChannelReportRecorded():
             report = Report(
                 event_id=fact.caused_by,
@@ -213,6 +218,22 @@ def evolve(state: CustomerState, fact: Fact) -> CustomerState:
                 on_record=fact.on_record,
             )
             return replace(state, owner=owner, last_owner=None)
+        case OwnershipFirstContactCorrected():
+            # OWN-01 by arrival: the earlier visit becomes the period's first visit, its receiver the owner
+            _owner(state, fact)
+            earlier = next((v for v in state.visits if v.visit_id == fact.visit_id), None)
+            if earlier is None:
+                raise InconsistentHistory(f"{type(fact).__name__} names visit {fact.visit_id}, not of this period")
+            owner = Ownership(
+                staff_id=fact.staff_id,
+                basis=fact.basis,
+                rule_id=fact.rule_id,
+                since=fact.since,
+                expires_at=fact.expires_at,
+                evidence=fact.evidence,
+                on_record=True,
+            )
+            return replace(state, owner=owner, first_visit=earlier)
         case OwnershipProven():
             return replace(state, owner=replace(_owner(state, fact), on_record=True, evidence=fact.evidence))
         case OwnershipExpired():

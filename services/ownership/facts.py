@@ -38,6 +38,7 @@ __all__ = [
     "OwnershipAssigned",
     "OwnershipExpired",
     "OwnershipExtended",
+    "OwnershipFirstContactCorrected",
     "OwnershipProven",
     "OwnershipRenewed",
     "PriceNegotiationRecorded",
@@ -218,6 +219,24 @@ class OwnershipAssigned(_Fact):
     expires_at: datetime
     previous_owner: str | None
     on_record: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class OwnershipFirstContactCorrected(_Fact):
+    """OWN-01 judged by arrival, not by decision order: visit ``visit_id`` arrived before the visit that gave
+    ``previous_owner`` first contact, so its receiver ``staff_id`` owns the customer from ``since`` (its arrival)
+    until ``expires_at`` and it becomes the period's first visit. It replaces the later visit's ownership, it is
+    not a second first contact; ``ServedForAbsentOwner`` facts naming ``previous_owner`` for visits of the period
+    are superseded (the decider re-issues them for the new owner in the same answer)."""
+
+    staff_id: str
+    basis: Basis  # first_contact (OWN-01), or natural_visit (OWN-08) after an untraced phone contact
+    rule_id: str
+    evidence: tuple[str, ...]  # (the earlier visit, the visit it takes first contact from)
+    visit_id: str
+    since: datetime
+    expires_at: datetime
+    previous_owner: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -439,6 +458,7 @@ Fact: TypeAlias = (
     | PriceNegotiationRecorded
     | EmployeeReferralRecorded
     | OwnershipAssigned
+    | OwnershipFirstContactCorrected
     | OwnershipProven
     | OwnershipExpired
     | OwnershipExtended

@@ -40,6 +40,8 @@ RECORD_DOCS: dict[type[Any], str] = {
     f.PriceNegotiationRecorded: "Price negotiation (价格谈判) began for the customer. Serves OWN-09, COM-03.",
     f.EmployeeReferralRecorded: "An employee referral (员工推荐) awaiting the visit. Serves OWN-09, COM-03.",
     f.OwnershipAssigned: "A staff member owns the customer (客户归属) from since until expires_at. Serves OWN-01…09.",
+    f.OwnershipFirstContactCorrected: "An earlier arrival (先到访) read late takes first contact from a later visit's "
+    "receiver. Serves OWN-01, OWN-02.",
     f.OwnershipProven: "A phone owner's claim honoured at the door (电转访确认). Serves OWN-08, OWN-09.",
     f.OwnershipExpired: "The 3-month ownership (时效性) ended: the customer is free. Serves OWN-05.",
     f.OwnershipExtended: "A return visit restarted the ownership period (回访延期). Serves OWN-05.",

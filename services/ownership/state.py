@@ -167,6 +167,9 @@ class CustomerState:
     period: int = 0
     period_start: datetime | None = None  # when the last ownership expired; earlier reports and contacts are stale
     first_visit: FirstVisit | None = None
+    # every visit of the period, in decision order: an earlier arrival decided late takes first contact from the
+    # first visit (OWN-01, OwnershipFirstContactCorrected) and the others are then served for the new owner (OWN-02)
+    visits: tuple[FirstVisit, ...] = ()
     reports: tuple[Report, ...] = ()
     channel: ChannelClaim | None = None
     withheld: tuple[Withholding, ...] = ()
@@ -210,6 +213,8 @@ def check_invariants(state: CustomerState) -> list[str]:
         problems.append("the winning report is not the attributed one")
     if winners and state.first_visit is None:
         problems.append("a report wins without a visit")
+    if state.first_visit is not None and state.first_visit not in state.visits:
+        problems.append("the first visit is not a visit of the period")
     ids = [r.event_id for r in state.reports]
     if len(ids) != len(set(ids)):
         problems.append("a report is recorded twice")

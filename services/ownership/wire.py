@@ -32,6 +32,7 @@ FACT_EVENT_TYPES: dict[type[Any], str] = {
     f.PriceNegotiationRecorded: "OwnershipPriceNegotiationRecorded",
     f.EmployeeReferralRecorded: "EmployeeReferralRecorded",
     f.OwnershipAssigned: "OwnershipAssigned",
+    f.OwnershipFirstContactCorrected: "OwnershipFirstContactCorrected",
     f.OwnershipProven: "OwnershipProven",
     f.OwnershipExpired: "OwnershipExpired",
     f.OwnershipExtended: "OwnershipExtended",
