@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -240,21 +239,13 @@ def _cause(fact: Any) -> str:
     return str(fact["envelope"]["causation_id"]) if isinstance(fact, dict) else fact.caused_by
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module")
 def run(
-    request: pytest.FixtureRequest, broker: str, registry_url: str, codec: EventCodec, catalogue: Catalogue,
+    module_database_url: str, broker: str, registry_url: str, codec: EventCodec, catalogue: Catalogue,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Run]:  # fmt: skip
     tmp = tmp_path_factory.mktemp("frontdesk")
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'frontdesk.db'}"
-    else:
-        base: str = request.getfixturevalue("postgres_url")
-        schema = f"t_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(base, autocommit=True) as connection:
-            connection.execute(f'CREATE SCHEMA "{schema}"')
-        url = f"{base}?options=-csearch_path%3D{schema}"
+    url = module_database_url
     settings = _settings(broker, registry_url, url, tmp)
     clock = FrozenClock(T0)
     office = Office(DirectPublisher(settings.kafka_client_config(), codec, catalogue, clock=clock), clock)
@@ -282,9 +273,6 @@ def run(
     processor.run_until_caught_up()
     yield Run(office, processor, codec, broker, fired, other, log_timers)
     processor.engine.dispose()
-    if schema is not None:
-        with psycopg.connect(request.getfixturevalue("postgres_url"), autocommit=True) as connection:
-            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def _settings(broker: str, registry_url: str, url: str, tmp: Path) -> Settings:

@@ -5,14 +5,12 @@ the 3-month expiry takes milliseconds. Each test asserts one rule on the shared 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from projections.runner import ProjectionProcessor
@@ -71,9 +69,9 @@ class World:
         self.processor.run_until_caught_up()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module")
 def world(
-    request: pytest.FixtureRequest,
+    module_database_url: str,
     broker: str,
     registry_url: str,
     codec: EventCodec,
@@ -81,15 +79,7 @@ def world(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[World]:
     data_dir: Path = tmp_path_factory.mktemp("ownership")
-    schema = None
-    if request.param == "sqlite":
-        database_url = f"sqlite:///{data_dir / 'db.sqlite'}"
-    else:
-        base: str = request.getfixturevalue("postgres_url")
-        schema = f"t_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(base, autocommit=True) as connection:
-            connection.execute(f'CREATE SCHEMA "{schema}"')
-        database_url = f"{base}?options=-csearch_path%3D{schema}"
+    database_url = module_database_url
     settings = Settings(
         KAFKA_BOOTSTRAP_SERVERS=broker, SCHEMA_REGISTRY_URL=registry_url, DATABASE_URL=database_url,
         ANCHANG_DATA_DIR=data_dir,
@@ -100,9 +90,6 @@ def world(
     )
     play(world)
     yield world
-    if schema is not None:
-        with psycopg.connect(request.getfixturevalue("postgres_url"), autocommit=True) as connection:
-            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def play(w: World) -> None:

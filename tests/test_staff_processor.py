@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, select
 
@@ -220,9 +219,9 @@ def scenario(office: Office, settings: Settings, clock: FrozenClock) -> dict[str
     return ids
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module")
 def world(
-    request: pytest.FixtureRequest,
+    module_database_url: str,
     broker: str,
     registry_url: str,
     codec: EventCodec,
@@ -230,15 +229,7 @@ def world(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[World]:
     data_dir: Path = tmp_path_factory.mktemp("staff")
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'staff.db'}"
-    else:
-        base: str = request.getfixturevalue("postgres_url")
-        schema = f"t_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(base, autocommit=True) as connection:
-            connection.execute(f'CREATE SCHEMA "{schema}"')
-        url = f"{base}?options=-csearch_path%3D{schema}"
+    url = module_database_url
     run = uuid.uuid4().hex[:6]
     settings = Settings(
         KAFKA_BOOTSTRAP_SERVERS=broker, SCHEMA_REGISTRY_URL=registry_url, DATABASE_URL=url, ANCHANG_DATA_DIR=data_dir,
@@ -250,9 +241,6 @@ def world(
     engine = make_engine(url)
     yield World(office.office, engine, ids)
     engine.dispose()
-    if schema is not None:
-        with psycopg.connect(request.getfixturevalue("postgres_url"), autocommit=True) as connection:
-            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 # ---------------------------------------------------------------------------------------------------------------
