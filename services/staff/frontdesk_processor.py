@@ -24,13 +24,29 @@ broken with a consequence; the cascade's decision (who is accountable, PEN-25) b
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import Connection, Engine, and_, column, func, inspect, or_, select, table, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    and_,
+    bindparam,
+    column,
+    func,
+    inspect,
+    or_,
+    select,
+    table,
+    type_coerce,
+    update,
+)
+from sqlalchemy.sql.elements import BindParameter
 
 from projections.base import ConsumedEvent, upsert
 from services.core.catalog import Catalogue
@@ -106,6 +122,70 @@ _owners = table(
 )  # fmt: skip  -- created by the ownership slice; read only, and only when it exists
 
 
+# Statements built once (SQLAlchemy then reuses their compiled form): per batch, the rows the batch's inputs name are
+# looked up with IN (…) in chunks of at most IN_CHUNK ids (SQLite's bound-parameter limit is 999 on old builds);
+# the single-row statements serve what an input names only once decided (an SMS matched to a call by number).
+IN_CHUNK = 900
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_OFFICE: BindParameter[Any] = bindparam("office")
+_CALL_ID: BindParameter[Any] = bindparam("call_id")
+_CALLS_IN = select(frontdesk_calls).where(frontdesk_calls.c.office_id == _OFFICE, frontdesk_calls.c.call_id.in_(_IDS))
+_CALL = select(frontdesk_calls).where(frontdesk_calls.c.office_id == _OFFICE, frontdesk_calls.c.call_id == _CALL_ID)
+_CALLS_OF_CUSTOMER = select(frontdesk_calls).where(
+    frontdesk_calls.c.office_id == _OFFICE, frontdesk_calls.c.customer_key == bindparam("key")
+)  # fmt: skip
+_LOGS_IN = select(frontdesk_call_logs).where(
+    frontdesk_call_logs.c.office_id == _OFFICE, frontdesk_call_logs.c.call_id.in_(_IDS)
+)  # fmt: skip
+_LOG = select(frontdesk_call_logs).where(
+    frontdesk_call_logs.c.office_id == _OFFICE, frontdesk_call_logs.c.call_id == _CALL_ID
+)  # fmt: skip
+# frontdesk_sms has no index on the call (only its event id): one scan per chunk, not one per call event.
+_SMS_IN = select(frontdesk_sms.c.office_id, frontdesk_sms.c.call_id, frontdesk_sms.c.sent_at).where(
+    frontdesk_sms.c.call_id.in_(_IDS)
+)  # fmt: skip
+_SMS_OF_CALL = select(frontdesk_sms.c.sent_at).where(
+    frontdesk_sms.c.office_id == _OFFICE, frontdesk_sms.c.call_id == _CALL_ID
+)  # fmt: skip
+_LAST_SMS_SENDER = (
+    select(frontdesk_sms.c.staff_id)
+    .where(frontdesk_sms.c.office_id == _OFFICE, frontdesk_sms.c.customer_key == bindparam("key"))
+    .order_by(frontdesk_sms.c.sent_at.desc())
+    .limit(1)
+)  # fmt: skip
+_TALLIED_IN = select(frontdesk_tally.c.ref_id).where(
+    frontdesk_tally.c.office_id == _OFFICE, frontdesk_tally.c.ref_id.in_(_IDS)
+)  # fmt: skip
+_TALLIED = select(func.count()).select_from(frontdesk_tally).where(
+    frontdesk_tally.c.office_id == _OFFICE, frontdesk_tally.c.ref_id == bindparam("ref_id")
+)  # fmt: skip
+# ``_owners`` is untyped: its times are read (and ``at`` bound) as DateTime, as a datetime literal would be.
+_OWNERS_IN = select(
+    _owners.c.customer_key, _owners.c.office_id, _owners.c.staff_id,
+    type_coerce(_owners.c.since, DateTime(timezone=True)), type_coerce(_owners.c.expires_at, DateTime(timezone=True)),
+).where(_owners.c.customer_key.in_(_IDS))  # fmt: skip
+_AT = bindparam("at", type_=DateTime(timezone=True))
+_OWNER = (
+    select(_owners.c.staff_id)
+    .where(_owners.c.customer_key == bindparam("key"), _owners.c.office_id == _OFFICE, _owners.c.since <= _AT)
+    .where(or_(_owners.c.expires_at.is_(None), _owners.c.expires_at > _AT))
+    .order_by(_owners.c.since.desc())
+    .limit(1)
+)  # fmt: skip
+_DEAL = select(frontdesk_deals).where(
+    frontdesk_deals.c.office_id == _OFFICE, frontdesk_deals.c.subscription_id == bindparam("subscription_id")
+)  # fmt: skip
+_UNITS_OF_DAY = select(func.coalesce(func.sum(frontdesk_tally.c.weight), 0)).where(
+    frontdesk_tally.c.office_id == _OFFICE, frontdesk_tally.c.day == bindparam("day")
+)  # fmt: skip
+_SMS_CLOCKS_OF_DAY = select(
+    frontdesk_calls.c.sms_required, frontdesk_calls.c.sms_sent_at, frontdesk_calls.c.sms_deadline_at
+).where(frontdesk_calls.c.office_id == _OFFICE, frontdesk_calls.c.day == bindparam("day"))  # fmt: skip
+CALL_EVENT_TYPES = frozenset(
+    {"CallReceived", "CallEnded", "CallLogged", "SmsDeadlineReached", "CallLogDeadlineReached"}
+)
+
+
 def customer_key_or_none(keys: CustomerKeys, project_id: str | None, office_id: str, phone: str | None) -> str | None:
     """The ownership slice's customer key (under the deployment's secret, so it matches ``customer_owners``), or None
     for a missing or invalid number (it is then nobody's)."""
@@ -131,6 +211,20 @@ class _Batch:
     tally: list[dict[str, Any]] = field(default_factory=list)
     deals: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     offices: set[str] = field(default_factory=set)
+    # Indexes of the rows above, kept as they are appended: (office, ref_id) of ``tally``, the SMS times of
+    # ``sms`` by (office, call_id), the last SMS sender of ``sms`` by (office, customer key).
+    tallied: set[tuple[str, str]] = field(default_factory=set)
+    sms_times: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
+    sms_senders: dict[tuple[str, str], str] = field(default_factory=dict)
+    # What SQL held before the batch, looked up once for the ids its inputs name (``_prefetch``). The processor
+    # writes SQL only after the loop, so this stays what each input would have read; the batch's own changes
+    # (above) are read first, as before. A key absent here was not looked up: it is read on its own, then kept.
+    stored_calls: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    stored_logs: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    stored_sms: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
+    stored_tallied: dict[tuple[str, str], bool] = field(default_factory=dict)
+    stored_owners: dict[str, list[tuple[str, str, datetime, datetime | None]]] = field(default_factory=dict)
+    keys: dict[tuple[str | None, str, str | None], str | None] = field(default_factory=dict)
 
 
 class FrontDeskDecisions:
@@ -161,6 +255,7 @@ class FrontDeskDecisions:
     def _apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         batch = _Batch(recorded_at=self._now())
         has_owners = inspect(connection).has_table("customer_owners")
+        self._prefetch(connection, batch, events, has_owners)
         for event in events:
             match event.event_type:
                 case "RotationCommandIssued":
@@ -192,6 +287,48 @@ class FrontDeskDecisions:
         upsert(connection, frontdesk_tally, batch.tally, keys=("office_id", "ref_id", "kind"))
         upsert(connection, frontdesk_deals, batch.deals.values(), keys=("office_id", "subscription_id"))
         self._update_gauges(connection, batch)
+
+    def _prefetch(
+        self, connection: Connection, batch: _Batch, events: Sequence[ConsumedEvent], has_owners: bool
+    ) -> None:
+        """Look up, once per batch, the stored rows the inputs name: calls, call-log checks and SMS by call id,
+        the tally by visit id and the owners by customer key."""
+        call_ids: defaultdict[str, set[str]] = defaultdict(set)
+        visit_ids: defaultdict[str, set[str]] = defaultdict(set)
+        customer_keys: set[str] = set()
+        for event in events:
+            rec, office = event.record, event.office_id
+            if event.event_type in CALL_EVENT_TYPES or event.event_type == "SmsSent":
+                if call_id := rec.get("call_id"):
+                    call_ids[office].add(call_id)
+            elif event.event_type == "VisitRegistered":
+                if visit_id := rec.get("visit_id"):
+                    visit_ids[office].add(visit_id)
+                if has_owners and (key := self._key(batch, rec.get("project_id"), office, rec.get("phone"))):
+                    customer_keys.add(key)
+        for office, ids in call_ids.items():
+            for chunk in _chunks(ids):
+                batch.stored_calls.update(dict.fromkeys(((office, i) for i in chunk), None))
+                for row in connection.execute(_CALLS_IN, {"office": office, "ids": chunk}):
+                    batch.stored_calls[(office, row.call_id)] = _row(row)
+                batch.stored_logs.update(dict.fromkeys(((office, i) for i in chunk), None))
+                for row in connection.execute(_LOGS_IN, {"office": office, "ids": chunk}):
+                    batch.stored_logs[(office, row.call_id)] = _row(row)
+        wanted = {(office, call_id) for office, ids in call_ids.items() for call_id in ids}
+        for chunk in _chunks({call_id for ids in call_ids.values() for call_id in ids}):
+            for office, call_id, sent_at in connection.execute(_SMS_IN, {"ids": chunk}):
+                if (office, call_id) in wanted:
+                    batch.stored_sms.setdefault((office, call_id), []).append(stored_utc(sent_at))
+        for pair in wanted:
+            batch.stored_sms.setdefault(pair, [])
+        for office, ids in visit_ids.items():
+            for chunk in _chunks(ids):
+                found = set(connection.execute(_TALLIED_IN, {"office": office, "ids": chunk}).scalars())
+                batch.stored_tallied.update(((office, i), i in found) for i in chunk)
+        for chunk in _chunks(customer_keys):
+            batch.stored_owners.update((k, []) for k in chunk)
+            for k, owner_office, staff_id, since, expires_at in connection.execute(_OWNERS_IN, {"ids": chunk}):
+                batch.stored_owners[k].append((owner_office, staff_id, stored_utc(since), stored_utc(expires_at)))
 
     # ------------------------------------------------------------ the 轮序表
 
@@ -231,11 +368,13 @@ class FrontDeskDecisions:
             self._store_fact(batch, office, event_type, record, local_day(fact.at, policy.timezone))
             if isinstance(fact, r.ReceptionStarted):
                 kind = "RECEPTION" if fact.counted else "UNCOUNTED"
+                batch.tallied.add((office, fact.visit_id))
                 batch.tally.append({
                     "office_id": office, "ref_id": fact.visit_id, "kind": kind, "staff_id": fact.staff_id,
                     "day": local_day(fact.at, policy.timezone), "weight": 1 if fact.counted else 0, "at": fact.at,
                 })  # fmt: skip
             elif isinstance(fact, r.TurnWaived):
+                batch.tallied.add((office, event_id))
                 batch.tally.append({
                     "office_id": office, "ref_id": event_id, "kind": "WAIVER", "staff_id": fact.staff_id,
                     "day": local_day(fact.at, policy.timezone), "weight": fact.weight, "at": fact.at,
@@ -266,7 +405,7 @@ class FrontDeskDecisions:
         policy = self.policies(office)
         state = self._state(connection, batch, office)
         at = event.recorded_at  # decided in log order, like every rotation command
-        key = self._key(rec.get("project_id"), office, rec["phone"])
+        key = self._key(batch, rec.get("project_id"), office, rec["phone"])
         visit_type = r.VisitType(rec["visit_type"])
         answers = DoorAnswers(visit_type, rec.get("prior_consultant_named"), bool(rec.get("sms_evidence_shown")))
         owner = self._owner(connection, batch, office, key, rec, state, at, has_owners)
@@ -337,49 +476,53 @@ class FrontDeskDecisions:
         """The customer's owner: the ownership slice's table first; else (VIS-03, name or SMS evidence only) the
         consultant the customer named, if on today's 轮序表, or the sender of the last SMS to that number."""
         if key is not None and has_owners:
-            owner = connection.execute(
-                select(_owners.c.staff_id)
-                .where(_owners.c.customer_key == key, _owners.c.office_id == office, _owners.c.since <= at)
-                .where(or_(_owners.c.expires_at.is_(None), _owners.c.expires_at > at))
-                .order_by(_owners.c.since.desc())
-                .limit(1)
-            ).scalar()
+            owner = self._stored_owner(connection, batch, office, key, at)
             if owner is not None:
                 return str(owner)
         named = rec.get("prior_consultant_named")
         if named and named in state.status:
             return str(named)
         if key is not None and rec.get("sms_evidence_shown"):
-            pending = [s for s in batch.sms if s["office_id"] == office and s["customer_key"] == key]
-            if pending:
-                return str(pending[-1]["staff_id"])
-            sender = connection.execute(
-                select(frontdesk_sms.c.staff_id)
-                .where(frontdesk_sms.c.office_id == office, frontdesk_sms.c.customer_key == key)
-                .order_by(frontdesk_sms.c.sent_at.desc())
-                .limit(1)
-            ).scalar()
+            pending = batch.sms_senders.get((office, key))
+            if pending is not None:
+                return str(pending)
+            sender = connection.execute(_LAST_SMS_SENDER, {"office": office, "key": key}).scalar()
             return None if sender is None else str(sender)
         return None
 
     @staticmethod
+    def _stored_owner(connection: Connection, batch: _Batch, office: str, key: str, at: datetime) -> str | None:
+        """The owner in ``customer_owners`` at ``at`` (the latest ``since``; its key is unique, so at most one)."""
+        rows = batch.stored_owners.get(key)
+        if rows is None:
+            owner = connection.execute(_OWNER, {"key": key, "office": office, "at": at}).scalar()
+            return None if owner is None else str(owner)
+        holding = [(since, staff_id) for o, staff_id, since, expires_at in rows
+                   if o == office and since <= at and (expires_at is None or expires_at > at)]  # fmt: skip
+        return str(max(holding)[1]) if holding else None
+
+    @staticmethod
     def _received_before(connection: Connection, batch: _Batch, office: str, visit_id: str) -> bool:
-        if any(t["office_id"] == office and t["ref_id"] == visit_id for t in batch.tally):
+        if (office, visit_id) in batch.tallied:
             return True
-        found = connection.execute(
-            select(func.count()).select_from(frontdesk_tally)
-            .where(frontdesk_tally.c.office_id == office, frontdesk_tally.c.ref_id == visit_id)
-        ).scalar()  # fmt: skip
-        return bool(found)
+        key = (office, visit_id)
+        if key not in batch.stored_tallied:
+            batch.stored_tallied[key] = bool(
+                connection.execute(_TALLIED, {"office": office, "ref_id": visit_id}).scalar()
+            )
+        return batch.stored_tallied[key]
 
     # ------------------------------------------------------------ calls (CALL-01/03/04/05/07/08)
 
     def _call_row(self, connection: Connection, batch: _Batch, office: str, call_id: str) -> dict[str, Any]:
         key = (office, call_id)
         if key not in batch.calls:
-            t = frontdesk_calls
-            row = connection.execute(select(t).where(t.c.office_id == office, t.c.call_id == call_id)).first()
-            batch.calls[key] = _row(row) if row is not None else _empty_call(office, call_id)
+            if key in batch.stored_calls:
+                stored = batch.stored_calls.pop(key)
+            else:
+                row = connection.execute(_CALL, {"office": office, "call_id": call_id}).first()
+                stored = _row(row) if row is not None else None
+            batch.calls[key] = stored if stored is not None else _empty_call(office, call_id)
         return batch.calls[key]
 
     def _call_event(self, connection: Connection, batch: _Batch, event: ConsumedEvent) -> None:
@@ -394,7 +537,7 @@ class FrontDeskDecisions:
                        answered_at=call.answered_at, answered_by=call.answered_by, rings=check.rings,
                        answered_in_time=check.in_time if check.answered else None,
                        day=local_day(call.ring_started_at, policy.timezone))  # fmt: skip
-            row["customer_key"] = row["customer_key"] or self._key(None, office, rec.get("caller_number"))
+            row["customer_key"] = row["customer_key"] or self._key(batch, None, office, rec.get("caller_number"))
             if check.answered and not check.in_time:
                 LATE_ANSWERS.labels(office).inc()
             self._emit_penalties(office, check.penalties, batch)
@@ -416,7 +559,7 @@ class FrontDeskDecisions:
                        visit_invited=log.visit_invited, blank_fields=list(log.blank_fields),
                        fine_yuan=(row["fine_yuan"] or 0) + sum(p.amount_yuan or 0 for p in fines),
                        capture_gaps=list(c.capture_gaps(log, policy)))  # fmt: skip
-            row["customer_key"] = self._key(None, office, rec.get("phone")) or row["customer_key"]
+            row["customer_key"] = self._key(batch, None, office, rec.get("phone")) or row["customer_key"]
             row["day"] = row["day"] or local_day(log.logged_at, policy.timezone)
         self._judge_call(connection, batch, row, policy, batch.recorded_at)
 
@@ -442,14 +585,12 @@ class FrontDeskDecisions:
             row["sms_deadline_at"], row["sms_state"] = None, str(c.SmsState.NOT_REQUIRED)
             return
         row["sms_deadline_at"] = c.sms_deadline(hung_up, policy)
-        stored = connection.execute(
-            select(frontdesk_sms.c.sent_at)
-            .where(frontdesk_sms.c.office_id == row["office_id"], frontdesk_sms.c.call_id == row["call_id"])
-        ).scalars().all()  # fmt: skip
-        pending = [
-            s["sent_at"] for s in batch.sms if (s["office_id"], s["call_id"]) == (row["office_id"], row["call_id"])
-        ]
-        row["sms_sent_at"] = c.first_sms(picked_up, [*map(stored_utc, stored), *pending])
+        key = (row["office_id"], row["call_id"])
+        if key not in batch.stored_sms:
+            stored = connection.execute(_SMS_OF_CALL, {"office": key[0], "call_id": key[1]}).scalars()
+            batch.stored_sms[key] = [stored_utc(sent_at) for sent_at in stored]
+        pending = batch.sms_times.get(key, [])
+        row["sms_sent_at"] = c.first_sms(picked_up, [*batch.stored_sms[key], *pending])
         state = c.sms_state(caller_class, hung_up, row["sms_sent_at"], now, policy)
         # OVERDUE is declared by the timer's fact only; until then the call is PENDING.
         row["sms_state"] = str(c.SmsState.PENDING if state is c.SmsState.OVERDUE and row["sms_state"] != "OVERDUE"
@@ -460,9 +601,11 @@ class FrontDeskDecisions:
     def _log_check(self, connection: Connection, batch: _Batch, office: str, call_id: str) -> dict[str, Any] | None:
         key = (office, call_id)
         if key not in batch.call_logs:
-            t = frontdesk_call_logs
-            row = connection.execute(select(t).where(t.c.office_id == office, t.c.call_id == call_id)).first()
-            batch.call_logs[key] = _row(row) if row is not None else None
+            if key in batch.stored_logs:
+                batch.call_logs[key] = batch.stored_logs.pop(key)
+            else:
+                row = connection.execute(_LOG, {"office": office, "call_id": call_id}).first()
+                batch.call_logs[key] = _row(row) if row is not None else None
         return batch.call_logs[key]
 
     def _expect_log(
@@ -563,10 +706,14 @@ class FrontDeskDecisions:
         """An SMS counts for the call it names; without a call id, for the office's last call from that number
         answered (or logged) before it, whose SMS is still owed."""
         rec, office = event.record, event.office_id
-        key = self._key(None, office, rec["phone"])
+        key = self._key(batch, None, office, rec["phone"])
         call_id = rec.get("call_id") or (self._call_for_sms(connection, batch, office, key, rec["sent_at"]))
         batch.sms.append({"event_id": event.event_id, "office_id": office, "staff_id": rec["staff_id"],
                           "call_id": call_id, "customer_key": key, "sent_at": rec["sent_at"]})  # fmt: skip
+        if key is not None:
+            batch.sms_senders[(office, key)] = rec["staff_id"]
+        if call_id is not None:
+            batch.sms_times.setdefault((office, call_id), []).append(rec["sent_at"])
         if call_id is None:
             return
         row = self._call_row(connection, batch, office, call_id)
@@ -578,9 +725,7 @@ class FrontDeskDecisions:
         if key is None:
             return None
         candidates = [row for (o, _), row in batch.calls.items() if o == office and row["customer_key"] == key]
-        stored = connection.execute(
-            select(frontdesk_calls).where(frontdesk_calls.c.office_id == office, frontdesk_calls.c.customer_key == key)
-        ).all()  # fmt: skip
+        stored = connection.execute(_CALLS_OF_CUSTOMER, {"office": office, "key": key}).all()
         candidates += [_row(row) for row in stored if (office, row.call_id) not in batch.calls]
         answered = [row for row in candidates if (row["answered_at"] or row["logged_at"] or sent_at) <= sent_at]
         latest = max(answered, key=lambda row: row["answered_at"] or row["logged_at"], default=None)
@@ -646,10 +791,7 @@ class FrontDeskDecisions:
         rec = event.record
         sub, key = rec["subscription_id"], (event.office_id, rec["subscription_id"])
         if key not in batch.deals:
-            d = frontdesk_deals
-            row = connection.execute(
-                select(d).where(d.c.office_id == event.office_id, d.c.subscription_id == sub)
-            ).first()
+            row = connection.execute(_DEAL, {"office": event.office_id, "subscription_id": sub}).first()
             batch.deals[key] = _row(row) if row is not None else {
                 "subscription_id": sub, "office_id": event.office_id, "unit_id": rec["unit_id"],
                 "customer_id": rec.get("customer_id"), "staff_id": None, "signed_at": None, "paid_at": None,
@@ -670,32 +812,31 @@ class FrontDeskDecisions:
         for office in batch.offices:
             policy = self.policies(office)
             today = local_day(batch.recorded_at, policy.timezone)
-            units = connection.execute(
-                select(func.coalesce(func.sum(frontdesk_tally.c.weight), 0))
-                .where(frontdesk_tally.c.office_id == office, frontdesk_tally.c.day == today)
-            ).scalar()  # fmt: skip
+            units = connection.execute(_UNITS_OF_DAY, {"office": office, "day": today}).scalar()
             RECEPTIONS_TODAY.labels(office).set(float(units or 0))
-            calls = [
-                _row(row)
-                for row in connection.execute(
-                    select(frontdesk_calls.c.sms_required, frontdesk_calls.c.sms_sent_at,
-                           frontdesk_calls.c.sms_deadline_at)
-                    .where(frontdesk_calls.c.office_id == office, frontdesk_calls.c.day == today)
-                )
-            ]  # fmt: skip
+            calls = [_row(row) for row in connection.execute(_SMS_CLOCKS_OF_DAY, {"office": office, "day": today})]
             in_time, decided = sms_counts(calls, batch.recorded_at)
             SMS_COMPLIANCE_TODAY.labels(office).set(in_time / decided if decided else float("nan"))
 
     def _now(self) -> datetime:
         return now_in_millis(self.clock)
 
-    def _key(self, project_id: str | None, office_id: str, phone: str | None) -> str | None:
-        return customer_key_or_none(self.customer_keys, project_id, office_id, phone)
+    def _key(self, batch: _Batch, project_id: str | None, office_id: str, phone: str | None) -> str | None:
+        memo = (project_id, office_id, phone)
+        if memo not in batch.keys:
+            batch.keys[memo] = customer_key_or_none(self.customer_keys, project_id, office_id, phone)
+        return batch.keys[memo]
 
 
 def _row(row: Any) -> dict[str, Any]:
     """A stored row as a dict, its datetimes aware (UTC)."""
     return {k: stored_utc(v) if isinstance(v, datetime) else v for k, v in row._mapping.items()}
+
+
+def _chunks(ids: set[str]) -> Iterator[list[str]]:
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), IN_CHUNK):
+        yield ordered[start : start + IN_CHUNK]
 
 
 def _empty_call(office: str, call_id: str) -> dict[str, Any]:
