@@ -7,11 +7,11 @@ writing it twice gives the same rows. Tables: projections/ownership_tables.py.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, select
+from sqlalchemy import Connection, and_, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql
 
 from projections.base import upsert
@@ -29,6 +29,13 @@ from services.ownership.policy import OwnershipPolicy
 from services.ownership.state import CustomerState
 
 PerformanceKey = tuple[str, str, str]  # office, staff, month
+_CHUNK = 500  # keys per IN (…), well under SQLite's bound-parameter limit
+# Built once: the per-deal ledger statements run for every deal of every customer a batch touches.
+_OLD_STAFF_LINES = select(commission_ledger.c.party_id, commission_ledger.c.month).where(
+    commission_ledger.c.deal_id == bindparam("b_deal_id"), commission_ledger.c.party == str(Party.STAFF)
+)
+_DELETE_LINES = delete(commission_ledger).where(commission_ledger.c.deal_id == bindparam("b_deal_id"))
+_INSERT_LINES = commission_ledger.insert()
 
 
 def write_customer(
@@ -41,30 +48,57 @@ def write_customer(
     now: datetime,
 ) -> set[PerformanceKey]:
     """Bring one customer's read rows up to ``state``; return the 业绩 months whose totals may have changed."""
-    _write_owner(connection, office_id, key, state, now)
-    _write_reports(connection, office_id, key, state, now)
-    return _write_ledger(connection, office_id, key, state, policy, subscriptions)
+    return write_customers(connection, [(office_id, key, state, policy)], subscriptions, now)
 
 
-def _write_owner(connection: Connection, office_id: str, key: str, state: CustomerState, now: datetime) -> None:
-    owner = state.owner
-    if owner is None:
-        connection.execute(delete(customer_owners).where(customer_owners.c.customer_key == key))
-        return
-    row = {
-        "customer_key": key,
-        "office_id": office_id,
-        "staff_id": owner.staff_id,
-        "since": _utc(owner.since),
-        "expires_at": _utc(owner.expires_at),
-        "basis": str(owner.basis),
-        "rule_id": owner.rule_id,
-        "updated_at": now,
-    }
-    upsert(connection, customer_owners, [row], keys=("customer_key",))
+def write_customers(
+    connection: Connection,
+    customers: Sequence[tuple[str, str, CustomerState, OwnershipPolicy]],
+    subscriptions: Mapping[str, Mapping[str, Any]],
+    now: datetime,
+) -> set[PerformanceKey]:
+    """``write_customer`` for several customers (office, key, state, policy) with one statement per table where
+    the rows allow it (owners and reports); the rows written are the same. Return the 业绩 months touched."""
+    _write_owners(connection, customers, now)
+    _write_reports(connection, customers, now)
+    touched: set[PerformanceKey] = set()
+    for office_id, key, state, policy in customers:
+        touched |= _write_ledger(connection, office_id, key, state, policy, subscriptions)
+    return touched
 
 
-def _write_reports(connection: Connection, office_id: str, key: str, state: CustomerState, now: datetime) -> None:
+def _write_owners(
+    connection: Connection, customers: Sequence[tuple[str, str, CustomerState, OwnershipPolicy]], now: datetime
+) -> None:
+    gone: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for office_id, key, state, _ in customers:
+        owner = state.owner
+        if owner is None:
+            gone.append(key)
+            continue
+        rows.append(
+            {
+                "customer_key": key,
+                "office_id": office_id,
+                "staff_id": owner.staff_id,
+                "since": _utc(owner.since),
+                "expires_at": _utc(owner.expires_at),
+                "basis": str(owner.basis),
+                "rule_id": owner.rule_id,
+                "updated_at": now,
+            }
+        )
+    for start in range(0, len(gone), _CHUNK):
+        connection.execute(
+            delete(customer_owners).where(customer_owners.c.customer_key.in_(gone[start : start + _CHUNK]))
+        )
+    upsert(connection, customer_owners, rows, keys=("customer_key",))
+
+
+def _write_reports(
+    connection: Connection, customers: Sequence[tuple[str, str, CustomerState, OwnershipPolicy]], now: datetime
+) -> None:
     rows = [
         {
             "report_id": report.event_id, "office_id": office_id, "customer_key": key,
@@ -74,6 +108,7 @@ def _write_reports(connection: Connection, office_id: str, key: str, state: Cust
             "reason": str(report.verdict.reason) if report.verdict.reason is not None else None,
             "rule_id": report.verdict.rule_id, "detail": report.verdict.detail or None, "updated_at": now,
         }
+        for office_id, key, state, _ in customers
         for report in state.reports
     ]  # fmt: skip
     upsert(connection, channel_reports, rows, keys=("report_id",))
@@ -119,16 +154,12 @@ def _write_ledger(
         subscription = subscriptions.get(record.deal_id)
         if subscription is None:  # cannot happen: a deal is decided from a stored 认购
             continue
-        old = connection.execute(
-            select(commission_ledger.c.party_id, commission_ledger.c.month).where(
-                commission_ledger.c.deal_id == record.deal_id, commission_ledger.c.party == str(Party.STAFF)
-            )
-        ).all()
+        old = connection.execute(_OLD_STAFF_LINES, {"b_deal_id": record.deal_id}).all()
         touched.update((office_id, staff, month) for staff, month in old)
-        connection.execute(delete(commission_ledger).where(commission_ledger.c.deal_id == record.deal_id))
+        connection.execute(_DELETE_LINES, {"b_deal_id": record.deal_id})
         lines = ledger_lines(_deal(subscription), state, policy)
         if lines:
-            connection.execute(commission_ledger.insert(), [_line_row(office_id, line) for line in lines])
+            connection.execute(_INSERT_LINES, [_line_row(office_id, line) for line in lines])
         touched.update(
             (office_id, line.party_id, line.month)
             for line in lines

@@ -28,11 +28,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import Connection, Engine, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from projections.base import ConsumedEvent, upsert
-from projections.ownership import PerformanceKey, refresh_performance, set_target, write_customer
+from projections.ownership import PerformanceKey, refresh_performance, set_target, write_customers
 from projections.ownership_tables import (
     channel_reports,
     commission_ledger,
@@ -61,7 +61,7 @@ from services.ownership.tables import (
     ownership_subscriptions,
     ownership_timers,
 )
-from services.ownership.wire import fact_event_id, fact_to_json, fact_to_record, json_to_fact, rule_of
+from services.ownership.wire import fact_event_id, fact_to_record_and_json, json_to_fact, rule_of
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,24 @@ DECISIONS = Counter(
     "anchang_ownership_decisions_total", "Ownership inputs decided, by office, input and outcome.",
     ["office_id", "input_type", "outcome"],
 )  # fmt: skip
+# Built once: run for every customer of every batch (bound names differ from the columns, as SQLAlchemy requires).
+_UPDATE_CUSTOMER = (
+    update(ownership_customers)
+    .where(ownership_customers.c.customer_key == bindparam("b_key"))
+    .values(dispute_open=bindparam("b_dispute_open"), updated_at=bindparam("b_updated_at"))
+)
+_UPDATE_CUSTOMER_PHONE = _UPDATE_CUSTOMER.values(phone_masked=bindparam("b_phone_masked"))
+# The translation look-ups, one per input or so.
+_KNOWN_CUSTOMER = select(ownership_customers.c.customer_key).where(
+    ownership_customers.c.customer_key == bindparam("b_key")
+)
+_OWNER_OF = select(customer_owners.c.staff_id).where(customer_owners.c.customer_key == bindparam("b_key"))
+_BARRED_AT = select(barred_agents.c.barred_at).where(
+    barred_agents.c.project_id == bindparam("b_project_id"), barred_agents.c.agent_id == bindparam("b_agent_id")
+)
+_SUBSCRIPTION = select(ownership_subscriptions).where(
+    ownership_subscriptions.c.subscription_id == bindparam("b_subscription_id")
+)
 
 
 class _SqlContext:
@@ -114,28 +132,18 @@ class _SqlContext:
     def known_customer(self, key: str) -> bool:
         if key in self.pending:
             return True
-        found = self.connection.execute(
-            select(ownership_customers.c.customer_key).where(ownership_customers.c.customer_key == key)
-        ).first()
+        found = self.connection.execute(_KNOWN_CUSTOMER, {"b_key": key}).first()
         return found is not None
 
     def owner_of(self, key: str) -> str | None:
-        return self.connection.execute(
-            select(customer_owners.c.staff_id).where(customer_owners.c.customer_key == key)
-        ).scalar()
+        return self.connection.execute(_OWNER_OF, {"b_key": key}).scalar()
 
     def barred_at(self, project_id: str, agent_id: str) -> datetime | None:
-        barred = self.connection.execute(
-            select(barred_agents.c.barred_at).where(
-                barred_agents.c.project_id == project_id, barred_agents.c.agent_id == agent_id
-            )
-        ).scalar()
+        barred = self.connection.execute(_BARRED_AT, {"b_project_id": project_id, "b_agent_id": agent_id}).scalar()
         return stored_utc(barred) if barred is not None else None
 
     def subscription(self, subscription_id: str) -> dict[str, Any] | None:
-        row = self.connection.execute(
-            select(ownership_subscriptions).where(ownership_subscriptions.c.subscription_id == subscription_id)
-        ).first()
+        row = self.connection.execute(_SUBSCRIPTION, {"b_subscription_id": subscription_id}).first()
         return _aware_row(row._mapping) if row is not None else None
 
 
@@ -249,7 +257,10 @@ class Attribution:
         ]  # fmt: skip
 
     def _emit(self, fact: f.Fact, event_id: str, office_id: str, recorded_at: datetime) -> dict[str, Any]:
-        event_type, record = fact_to_record(fact, event_id=event_id, office_id=office_id, recorded_at=recorded_at)
+        # One walk over the fact gives both the wire record (phones masked) and the SQL body (raw phones, OWN-12).
+        event_type, record, body = fact_to_record_and_json(
+            fact, event_id=event_id, office_id=office_id, recorded_at=recorded_at
+        )
         value = self.codec.encode(event_type, record, FACTS_TOPIC)
         self.emitter.produce(FACTS_TOPIC, value, fact.customer_key, event_type)
         if isinstance(fact, f.ChannelReportRejected):
@@ -258,7 +269,7 @@ class Attribution:
             COMMISSIONS_WITHHELD.labels(office_id, fact.rule_id).inc()
         return {"event_id": event_id, "office_id": office_id, "customer_key": fact.customer_key,
                 "event_type": event_type, "caused_by": fact.caused_by, "rule_id": rule_of(fact),
-                "occurred_at": fact.at, "body": fact_to_json(fact)}  # fmt: skip
+                "occurred_at": fact.at, "body": body}  # fmt: skip
 
     def _decision(
         self,
@@ -373,11 +384,13 @@ class Attribution:
                 select(ownership_subscriptions).where(ownership_subscriptions.c.customer_key.in_(keys))
             )
         }
+        customers = [(offices[key], key, states[key], self.policies(offices[key])) for key in keys]
+        performance |= write_customers(connection, customers, subscriptions, now)
         timers, stopped = [], []
+        plain: list[dict[str, Any]] = []  # customer rows to update, without and with a masked phone
+        phoned: list[dict[str, Any]] = []
         for key in keys:
             state, office_id = states[key], offices[key]
-            policy = self.policies(office_id)
-            performance |= write_customer(connection, office_id, key, state, policy, subscriptions, now)
             owner = state.owner
             if owner is not None and owner.expires_at is not None:
                 expires_at = owner.expires_at.astimezone(UTC)
@@ -386,12 +399,15 @@ class Attribution:
             else:
                 stopped.append(key)
             visit = state.first_visit
-            connection.execute(
-                update(ownership_customers)
-                .where(ownership_customers.c.customer_key == key)
-                .values(dispute_open=state.dispute_open, updated_at=now,
-                        **({"phone_masked": mask_phone(visit.phone)} if visit is not None else {}))
-            )  # fmt: skip
+            row = {"b_key": key, "b_dispute_open": state.dispute_open, "b_updated_at": now}
+            if visit is None:
+                plain.append(row)
+            else:
+                phoned.append(row | {"b_phone_masked": mask_phone(visit.phone)})
+        if plain:  # one executemany per shape instead of an UPDATE per customer
+            connection.execute(_UPDATE_CUSTOMER, plain)
+        if phoned:
+            connection.execute(_UPDATE_CUSTOMER_PHONE, phoned)
         if stopped:
             connection.execute(delete(ownership_timers).where(ownership_timers.c.customer_key.in_(stopped)))
         upsert(connection, ownership_timers, timers, keys=("customer_key",))
