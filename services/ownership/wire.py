@@ -77,67 +77,20 @@ def rule_of(fact: f.Fact) -> str | None:
     return getattr(fact, "rule_id", None)
 
 
-# --------------------------------------------------------------------------------------------- Avro (the topic)
-
-
-def _to_avro(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Fraction):
-        return f"{value.numerator}/{value.denominator}"
-    if isinstance(value, tuple):
-        return [_to_avro(item) for item in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            wire_name(fld.name): mask_phone(getattr(value, fld.name))
-            if fld.name == PHONE
-            else _to_avro(getattr(value, fld.name))
-            for fld in dataclasses.fields(value)
-        }
-    return value
+# ------------------------------------------------------------------------------- Avro (the topic), JSON (the SQL)
 
 
 def fact_to_record(fact: f.Fact, *, event_id: str, office_id: str, recorded_at: datetime) -> tuple[str, dict[str, Any]]:
     """(event type, Avro record) for ``fact``, phones masked."""
-    event_type = event_type_of(fact)
-    record: dict[str, Any] = {
-        "envelope": {
-            "event_id": event_id,
-            "event_type": event_type,
-            "office_id": office_id,
-            "occurred_at": fact.at,
-            "recorded_at": recorded_at,
-            "actor": {"staff_id": fact.actor_id, "role": str(fact.actor_role)},
-            "correlation_id": fact.caused_by,
-            "causation_id": fact.caused_by,
-        },
-        "customer_key": fact.customer_key,
-    }
-    body = _to_avro(fact)
-    record.update({name: value for name, value in body.items() if name not in META_FIELDS})
+    event_type, record, _ = fact_to_record_and_json(
+        fact, event_id=event_id, office_id=office_id, recorded_at=recorded_at
+    )
     return event_type, record
-
-
-# ---------------------------------------------------------------------------------------------- JSON (the SQL)
-
-
-def _to_json(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Fraction):
-        return f"{value.numerator}/{value.denominator}"
-    if isinstance(value, tuple):
-        return [_to_json(item) for item in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {fld.name: _to_json(getattr(value, fld.name)) for fld in dataclasses.fields(value)}
-    return value
 
 
 def fact_to_json(fact: f.Fact) -> dict[str, Any]:
     """The whole fact as JSON (raw phones included: this stays in the office's database)."""
-    return typing.cast(dict[str, Any], _to_json(fact))
+    return typing.cast(dict[str, Any], _to_both(fact)[1])
 
 
 @cache
@@ -187,7 +140,7 @@ def _field_names(cls: type[Any]) -> tuple[str, ...]:
 
 
 def _to_both(value: Any) -> tuple[Any, Any]:
-    """(``_to_avro(value)``, ``_to_json(value)``) in one walk; the same values, in the same key order."""
+    """(the Avro form of ``value``, phones masked; its JSON form, raw phones, datetimes as ISO text) in one walk."""
     kind = type(value)
     if kind in _PLAIN:
         return value, value
@@ -218,8 +171,8 @@ def _to_both(value: Any) -> tuple[Any, Any]:
 def fact_to_record_and_json(
     fact: f.Fact, *, event_id: str, office_id: str, recorded_at: datetime
 ) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """``fact_to_record`` and ``fact_to_json`` of ``fact`` from one walk over its fields (the processor needs both
-    for every fact it decides); equal to calling the two."""
+    """(event type, Avro record, JSON body) of ``fact`` from one walk over its fields: the processor needs both
+    forms of every fact it decides."""
     event_type = event_type_of(fact)
     record: dict[str, Any] = {
         "envelope": {
