@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import Connection, Engine, bindparam, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from projections.base import ConsumedEvent, upsert
@@ -40,6 +40,7 @@ from projections.ownership_tables import (
     sales_performance,
     sales_targets,
 )
+from projections.timers import not_sent_recently
 from services.core.catalog import Catalogue
 from services.core.clock import Clock, now_in_millis, stored_utc, to_millis
 from services.core.codec import EventCodec
@@ -70,7 +71,6 @@ FACTS_TOPIC = "anchang.ownership"
 INPUT_TOPICS = (COMMANDS_TOPIC, "anchang.frontdesk", "anchang.units")
 PROCESSOR_NAME = "attribution"
 EXPIRY_NAMESPACE = uuid.UUID("5c2f8e17-9a3b-4d6e-b1f0-2e7a9c4d8b65")
-EXPIRY_RESEND_AFTER = timedelta(seconds=5)  # an EXPIRE_OWNERSHIP not decided after this long is put there again
 GAUGE_REFRESH_SECONDS = 10.0
 # Facts that never change a customer's state: skipped when folding.
 STATELESS_EVENT_TYPES = ("OwnershipInputRejected", "OwnershipInputNoted")
@@ -431,10 +431,7 @@ class Attribution:
             due = connection.execute(
                 select(ownership_timers).where(
                     ownership_timers.c.expires_at <= now,
-                    or_(
-                        ownership_timers.c.expiry_sent_at.is_(None),
-                        ownership_timers.c.expiry_sent_at <= now - EXPIRY_RESEND_AFTER,
-                    ),
+                    not_sent_recently(ownership_timers.c.expiry_sent_at, now),
                 )
             ).all()
             for row in due:

@@ -19,13 +19,14 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Connection, Engine, delete, or_, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 
 from projections.base import ConsumedEvent, upsert
+from projections.timers import not_sent_recently
 from services.core.catalog import Catalogue
 from services.core.clock import Clock, now_in_millis
 from services.core.codec import EventCodec
@@ -42,7 +43,6 @@ PROCESSOR_NAME = "unit-decisions"
 REFUSAL_EVENT_TYPES = ("UnitLockRejected", "UnitCommandRejected")
 EXPIRY_NAMESPACE = uuid.UUID("0b9d3f1e-2a4c-4f7b-8e61-3c5d7a9b1f20")
 # If an EXPIRE_DEADLINE put on the log has not been decided after this long, put it there again (same id).
-EXPIRY_RESEND_AFTER = timedelta(seconds=5)
 
 DECISIONS = Counter(
     "anchang_unit_decisions_total", "Unit commands decided, by office, command and outcome.",
@@ -224,10 +224,7 @@ class UnitDecisions:
             due = connection.execute(
                 select(unit_deadlines).where(
                     unit_deadlines.c.deadline_at <= now,
-                    or_(
-                        unit_deadlines.c.expiry_sent_at.is_(None),
-                        unit_deadlines.c.expiry_sent_at <= now - EXPIRY_RESEND_AFTER,
-                    ),
+                    not_sent_recently(unit_deadlines.c.expiry_sent_at, now),
                 )
             ).all()
             for row in due:

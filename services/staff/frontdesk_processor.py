@@ -27,7 +27,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -49,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import BindParameter
 
 from projections.base import ConsumedEvent, upsert
+from projections.timers import not_sent_recently
 from services.core.catalog import Catalogue
 from services.core.clock import Clock, now_in_millis, stored_utc, to_millis
 from services.core.codec import EventCodec
@@ -90,7 +91,6 @@ PROCESSOR_ID = "anchang-frontdesk"  # the actor of the processor's own events
 UNITS_TOPIC = "anchang.units"
 TIMER_NAMESPACE = uuid.UUID("9a4d2c61-7be0-4c35-8f1e-6b2a9d0c5e74")
 # If a SmsDeadlineReached put on the log has not been decided after this long, put it there again (same id).
-TIMER_RESEND_AFTER = timedelta(seconds=5)
 DEAL_EVENT_TYPES = frozenset({"SubscriptionSigned", "PaymentReceived", "SubscriptionAbandoned"})
 
 FINES_YUAN = Counter(
@@ -688,7 +688,7 @@ class FrontDeskDecisions:
             due = connection.execute(
                 select(t.c.office_id, t.c.call_id, t.c.deadline_at).where(
                     t.c.status == "PENDING", t.c.deadline_at < now,
-                    or_(t.c.timer_sent_at.is_(None), t.c.timer_sent_at <= now - TIMER_RESEND_AFTER),
+                    not_sent_recently(t.c.timer_sent_at, now),
                 )
             ).all()  # fmt: skip
             for office, call_id, deadline in due:
@@ -762,7 +762,7 @@ class FrontDeskDecisions:
                 select(t.c.office_id, t.c.call_id, t.c.sms_deadline_at).where(
                     t.c.sms_required.is_(True), t.c.sms_sent_at.is_(None), t.c.sms_state != "OVERDUE",
                     t.c.sms_deadline_at < now,
-                    or_(t.c.timer_sent_at.is_(None), t.c.timer_sent_at <= now - TIMER_RESEND_AFTER),
+                    not_sent_recently(t.c.timer_sent_at, now),
                 )
             ).all()  # fmt: skip
             for office, call_id, deadline in due:

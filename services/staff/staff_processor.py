@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, tuple_, update
 
 from projections.base import ConsumedEvent, upsert
+from projections.timers import not_sent_recently
 from services.core.catalog import Catalogue
 from services.core.clock import Clock, now_in_millis, stored_utc
 from services.core.codec import EventCodec
@@ -58,7 +59,6 @@ PROCESSOR_NAME = "staff-decisions"
 PROCESSOR_ID = "staff-processor"  # the actor of its facts and timer events
 INPUT_TOPICS = (STAFF_TOPIC, COMPLAINTS_TOPIC)
 # A timer event put on the log but not decided after this long is put there again (same id: a copy is dropped).
-TIMER_RESEND_AFTER = timedelta(seconds=5)
 GAUGE_EVERY_SECONDS = 10.0
 
 PENALTIES = Counter(
@@ -294,7 +294,7 @@ class StaffDecisions:
             due = connection.execute(
                 select(staff_timers).where(
                     staff_timers.c.due_at <= now,
-                    or_(staff_timers.c.sent_at.is_(None), staff_timers.c.sent_at <= now - TIMER_RESEND_AFTER),
+                    not_sent_recently(staff_timers.c.sent_at, now),
                 )
             ).all()
             for row in due:
